@@ -1,0 +1,40 @@
+# revopt — see README.md. `make demo` runs the demo shop; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_SESSIONS ?= 20000
+export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
+
+.PHONY: install demo serve test test-postgres bench lint system-packages
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+system-packages:
+	bin/system-packages chromium
+
+demo: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_demo
+	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --if-empty
+	@echo "revopt demo at http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+test: install system-packages
+	$(VENV)/bin/pytest -n 2
+
+test-postgres: install system-packages
+	bin/with-services $(VENV)/bin/pytest -n 2
+
+bench: install
+	bin/with-services $(PY) bench/ingest.py
+
+lint: install
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,16 @@
+"""Test settings: the embedded default, or PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
+
+Tasks stay eager so tests can assert their effects; the worker test switches eagerness off for
+itself and talks to a real worker through Redis.
+"""
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR
+
+SECRET_KEY = "revopt-test-key"
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(VAR_DIR / "test-media")}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
