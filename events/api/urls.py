@@ -1,3 +1,5 @@
 from django.urls import path
 
-urlpatterns: list = []
+from .views import EventBatchView
+
+urlpatterns = [path("events", EventBatchView.as_view(), name="api-events-batch")]
