@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -35,7 +37,7 @@ class Product(MerchantOwned):
     category = models.ForeignKey(Category, on_delete=models.SET_NULL, null=True, blank=True, related_name="products")
     attributes = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=list, blank=True)
-    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(0.01)])
+    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
     compare_at_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)])
     currency = models.CharField(max_length=3, default="USD")
@@ -75,7 +77,7 @@ class Product(MerchantOwned):
 class CompetitorPriceObservation(MerchantOwned):
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="competitor_prices")
     competitor = models.CharField(max_length=200)
-    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(0.01)])
+    price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
     currency = models.CharField(max_length=3, default="USD")
     observed_at = models.DateTimeField()
     source_url = models.URLField(max_length=1000, blank=True, default="")

@@ -1,8 +1,9 @@
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
-from catalog.models import Category, Product
+from catalog.models import CatalogImport, Category, CompetitorPriceObservation, Product
 
 from .tenancy import MerchantFactory
 
@@ -28,3 +29,28 @@ class ProductFactory(factory.django.DjangoModelFactory):
     price = Decimal("25.00")
     cost = Decimal("12.00")
     inventory = 50
+
+
+class CompetitorPriceObservationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CompetitorPriceObservation
+
+    merchant = factory.SubFactory(MerchantFactory)
+    product = factory.SubFactory(ProductFactory, merchant=factory.SelfAttribute("..merchant"))
+    competitor = "Rival Outfitters"
+    price = Decimal("23.50")
+    observed_at = factory.LazyFunction(timezone.now)
+
+
+class CatalogImportFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CatalogImport
+
+    merchant = factory.SubFactory(MerchantFactory)
+    filename = factory.Sequence(lambda n: f"products-{n}.csv")
+    rows_total = 3
+    products_created = 2
+    rows_failed = 1
+    errors = factory.LazyFunction(
+        lambda: [{"row": 4, "sku": "BAD-1", "field": "Variant Price", "reason": "'abc' is not a number"}]
+    )

@@ -1,0 +1,75 @@
+"""Admin classes that keep each staff user inside their own merchant.
+
+A merchant manager or support agent sees, creates and links only their merchant's rows; platform
+admins see everything. Every admin of a merchant-owned model subclasses MerchantScopedAdmin.
+"""
+
+from django.contrib import admin
+from django.db import models
+from django.http import HttpRequest
+
+from .models import Merchant, MerchantOwned
+from .selectors import is_platform_admin, membership_for_user
+
+
+def merchant_for_request(request: HttpRequest) -> Merchant | None:
+    """The merchant a non-platform staff user works for (None for platform admins)."""
+    cached = getattr(request, "_revopt_merchant", "unset")
+    if cached != "unset":
+        return cached
+    membership = membership_for_user(user=request.user)
+    merchant = membership.merchant if membership is not None else None
+    request._revopt_merchant = merchant
+    return merchant
+
+
+class MerchantScopedAdmin(admin.ModelAdmin):
+    def _is_platform_admin(self, request: HttpRequest) -> bool:
+        return is_platform_admin(user=request.user)
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        queryset = super().get_queryset(request)
+        if self._is_platform_admin(request):
+            return queryset
+        merchant = merchant_for_request(request)
+        if merchant is None:
+            return queryset.none()
+        return queryset.filter(merchant=merchant)
+
+    def get_exclude(self, request: HttpRequest, obj=None):
+        exclude = list(super().get_exclude(request, obj) or [])
+        if not self._is_platform_admin(request):
+            exclude.append("merchant")
+        return exclude
+
+    def get_list_display(self, request: HttpRequest):
+        list_display = list(super().get_list_display(request))
+        if self._is_platform_admin(request) and "merchant" not in list_display:
+            list_display.append("merchant")
+        return list_display
+
+    def save_model(self, request: HttpRequest, obj: MerchantOwned, form, change: bool) -> None:
+        if not self._is_platform_admin(request):
+            obj.merchant = merchant_for_request(request)
+        super().save_model(request, obj, form, change)
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        related_model = db_field.remote_field.model
+        if not self._is_platform_admin(request) and issubclass(related_model, MerchantOwned):
+            merchant = merchant_for_request(request)
+            kwargs["queryset"] = related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        if not self._is_platform_admin(request) and merchant_for_request(request) is None:
+            return False
+        return super().has_module_permission(request)
+
+
+class MerchantScopedInline(admin.TabularInline):
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        related_model = db_field.remote_field.model
+        if not is_platform_admin(user=request.user) and issubclass(related_model, MerchantOwned):
+            merchant = merchant_for_request(request)
+            kwargs["queryset"] = related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

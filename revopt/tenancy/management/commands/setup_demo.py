@@ -1,0 +1,73 @@
+"""`manage.py setup_demo`: the demo merchant, its logins and a storefront API key. Safe to rerun."""
+
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from revopt.tenancy.models import ApiKey, Merchant, Role
+from revopt.tenancy.services import api_key_create, merchant_create, role_groups_sync, staff_member_create
+
+DEMO_MERCHANT_SLUG = "demo"
+DEMO_MERCHANT_NAME = "Demo Outdoor Co."
+DEMO_MANAGER_USERNAME = "demo"
+DEMO_ADMIN_USERNAME = "admin"
+# Documented in the README; override with DEMO_PASSWORD for anything reachable by others.
+DEFAULT_DEMO_PASSWORD = "revopt-demo"
+
+
+class Command(BaseCommand):
+    help = "Create the demo merchant, a merchant manager and a platform admin login, and a storefront API key."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="Where the site is served, for the printed links."
+        )
+
+    def handle(self, *args, base_url: str, **options) -> None:
+        base_url = base_url.rstrip("/")
+        password = os.environ.get("DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD
+
+        role_groups_sync()
+        merchant = Merchant.objects.filter(slug=DEMO_MERCHANT_SLUG).first()
+        if merchant is None:
+            merchant = merchant_create(name=DEMO_MERCHANT_NAME, slug=DEMO_MERCHANT_SLUG)
+            self.stdout.write(f"Created merchant {merchant.name} ({merchant.slug}).")
+        else:
+            self.stdout.write(f"Merchant {merchant.name} ({merchant.slug}) already exists.")
+
+        logins = [
+            self._ensure_user(DEMO_MANAGER_USERNAME, password, Role.MERCHANT_MANAGER, merchant),
+            self._ensure_user(DEMO_ADMIN_USERNAME, password, Role.PLATFORM_ADMIN, None),
+        ]
+
+        active_key = (
+            ApiKey.objects.for_merchant(merchant).filter(revoked_at__isnull=True).order_by("created_at").first()
+        )
+        issued = None if active_key else api_key_create(merchant=merchant, name="Demo storefront")
+
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS("revopt demo is ready"))
+        self.stdout.write(f"  Sign in:   {base_url}/accounts/login/")
+        for username, role_label, created in logins:
+            note = "" if created else "  (existing user: password unchanged)"
+            self.stdout.write(f"  {role_label + ':':<18}username {username}   password {password}{note}")
+        self.stdout.write(f"  Admin:     {base_url}/admin/")
+        self.stdout.write(f"  API docs:  {base_url}/api/docs/")
+        if issued is not None:
+            self.stdout.write(f"  Storefront API key (shown once, store it now): {issued.raw_key}")
+        else:
+            self.stdout.write(
+                f"  A storefront API key already exists ({active_key.name}, prefix {active_key.prefix}); keys are "
+                "shown only once. To get a new one, add an API key in the admin: "
+                f"{base_url}/admin/tenancy/apikey/add/ (revoke the old one there too)."
+            )
+
+    def _ensure_user(
+        self, username: str, password: str, role: Role, merchant: Merchant | None
+    ) -> tuple[str, str, bool]:
+        if get_user_model().objects.filter(username=username).exists():
+            # Never reset a password someone may have changed since the first run.
+            return username, Role(role).label, False
+        staff_member_create(username=username, password=password, role=role, merchant=merchant)
+        return username, Role(role).label, True
