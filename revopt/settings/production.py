@@ -13,4 +13,8 @@ for required in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS"):
 DEBUG = False
 SESSION_COOKIE_SECURE = _env.bool("SESSION_COOKIE_SECURE", default=True)
 CSRF_COOKIE_SECURE = _env.bool("CSRF_COOKIE_SECURE", default=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
