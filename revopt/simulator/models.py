@@ -19,6 +19,13 @@ class SimulationRun(MerchantOwned):
     # What the simulator itself counted (sessions, carts, orders ...), to compare with what revopt stored.
     stats = models.JSONField(default=dict, blank=True)
     ground_truth = models.JSONField(default=dict, blank=True)
+    # Why a failed run failed (the first rejected events, a catalog import error ...).
+    error = models.TextField(blank=True, default="")
+    catalog_import = models.ForeignKey(
+        "catalog.CatalogImport", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The storefront key the run sent its events with; revoked when the run ends.
+    api_key = models.ForeignKey("tenancy.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         ordering = ["-started_at"]

@@ -1,0 +1,371 @@
+"""Turns the world's shoppers into Segment event sequences, one visit at a time.
+
+No Django and no I/O: the driver hands in the day's catalog listing and sends what comes out. Every
+random draw comes from one generator seeded from the world's seed and every id is derived from the
+seed and a counter, so the same seed and catalog give the same event stream byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, time, timedelta
+
+import numpy as np
+
+from .policy import CartContext, CartLine, CatalogListing, SessionContext, StorefrontPolicy
+from .world import CHANNELS, DEVICES, ShopperState, World, stable_id
+
+_USER_AGENTS = {
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1",
+    "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+    "tablet": "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Tablet Safari/604.1",
+}
+_LOCALES = ("en-US", "en-GB", "en-CA", "de-DE", "fr-FR")
+_LOCALE_SHARES = (0.78, 0.08, 0.06, 0.04, 0.04)
+# Impressions reported in a Product List Viewed event: what fits on the first screen.
+LIST_EVENT_PRODUCTS = 12
+# Latest session start (hours into the day), so a session never runs into the next day.
+_LAST_START_HOUR = 22.5
+
+
+@dataclass
+class SimulationStats:
+    sessions: int = 0
+    events: int = 0
+    list_views: int = 0
+    searches: int = 0
+    product_views: int = 0
+    carts: int = 0
+    checkouts: int = 0
+    orders: int = 0
+    units: int = 0
+    revenue: float = 0.0
+    identified_mid_session: int = 0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["revenue"] = round(self.revenue, 2)
+        data["conversion"] = round(self.orders / self.sessions, 5) if self.sessions else 0.0
+        data["cart_abandonment"] = round(1.0 - self.orders / self.carts, 5) if self.carts else 0.0
+        data["aov"] = round(self.revenue / self.orders, 2) if self.orders else 0.0
+        return data
+
+
+class ShopSimulator:
+    """Shoppers of a world visiting a storefront run by `policy`, day by day."""
+
+    def __init__(self, *, world: World, policy: StorefrontPolicy) -> None:
+        self.world = world
+        self.policy = policy
+        self.seed = world.config.seed
+        self.rng = np.random.default_rng([self.seed, 2])
+        self.state = ShopperState.initial(len(world.shoppers["user_id"]))
+        self.stats = SimulationStats()
+        self.locales = np.random.default_rng([self.seed, 3]).choice(
+            len(_LOCALES), size=len(world.shoppers["user_id"]), p=_LOCALE_SHARES
+        )
+        self._message_counter = 0
+        self._anonymous_ids: dict[tuple[int, str], str] = {}
+
+    def day_start(self, day: int) -> datetime:
+        return datetime.combine(self.world.config.start_date + timedelta(days=day), time(0), tzinfo=UTC)
+
+    def day_events(self, day: int, listing: CatalogListing) -> list[dict]:
+        """Every event of one simulated day, sessions in order of their start time."""
+        visitors = self.world.visits_for_day(day, self.state, self.rng)
+        s = self.world.shoppers
+        hours = (
+            s["preferred_hour"][visitors] + self.rng.normal(0.0, 1.0, size=len(visitors)) * s["hour_spread"][visitors]
+        )
+        hours = np.clip(np.mod(hours, 24.0), 0.0, _LAST_START_HOUR)
+        order = np.argsort(hours, kind="stable")
+        midnight = self.day_start(day)
+        events: list[dict] = []
+        for position in order:
+            start = midnight + timedelta(seconds=float(hours[position]) * 3600.0)
+            events.extend(self.session_events(int(visitors[position]), start, listing))
+        self.stats.events += len(events)
+        return events
+
+    def _anonymous_id(self, shopper: int, device: str) -> str:
+        key = (shopper, device)
+        if key not in self._anonymous_ids:
+            self._anonymous_ids[key] = self.world.anonymous_id(shopper, device)
+        return self._anonymous_ids[key]
+
+    def session_events(self, shopper: int, start: datetime, listing: CatalogListing) -> list[dict]:
+        world, config, rng, stats = self.world, self.world.config, self.rng, self.stats
+        shoppers = world.shoppers
+        device = DEVICES[int(shoppers["device"][shopper])]
+        if rng.random() < config.other_device_prob:
+            device = DEVICES[int(rng.choice(3, p=np.asarray(config.device_shares) / sum(config.device_shares)))]
+        anonymous_id = self._anonymous_id(shopper, device)
+        registered = bool(shoppers["registered"][shopper])
+        user_id = shoppers["user_id"][shopper]
+        logged_in = registered and rng.random() < config.logged_in_at_start_prob
+        will_log_in = registered and not logged_in and rng.random() < config.login_mid_session_prob
+        source, medium, campaign = CHANNELS[int(shoppers["channel"][shopper])] if rng.random() < 0.6 else CHANNELS[0]
+        context = {
+            "device": {"type": device},
+            "locale": _LOCALES[int(self.locales[shopper])],
+            "userAgent": _USER_AGENTS[device],
+        }
+        if source:
+            context["campaign"] = {"source": source, "medium": medium, "name": campaign}
+        session_number = stats.sessions
+        session_id = stable_id(self.seed, "session", session_number)
+        stats.sessions += 1
+        events: list[dict] = []
+        clock = [start]
+
+        def emit(
+            kind: str, name: str | None, properties: dict, *, gap: float = 30.0, traits: dict | None = None
+        ) -> None:
+            event = {
+                "type": kind,
+                "messageId": stable_id(self.seed, "msg", self._message_counter),
+                "anonymousId": anonymous_id,
+                "sessionId": session_id,
+                "timestamp": clock[0].isoformat(timespec="milliseconds"),
+                "properties": properties,
+                "context": context,
+            }
+            if name is not None:
+                event["event" if kind == "track" else "name"] = name
+            if logged_in:
+                event["userId"] = user_id
+            if traits is not None:
+                event["traits"] = traits
+            self._message_counter += 1
+            events.append(event)
+            clock[0] += timedelta(seconds=1.0 + float(rng.exponential(gap)))
+
+        def log_in() -> None:
+            nonlocal logged_in
+            logged_in = True
+            stats.identified_mid_session += 1
+            emit(
+                "identify",
+                None,
+                {},
+                gap=10.0,
+                traits={
+                    "email": f"{user_id}@shoppers.example",
+                    "marketing_consent": bool(shoppers["marketing_consent"][shopper]),
+                    "personalization_opt_out": bool(shoppers["personalization_opt_out"][shopper]),
+                },
+            )
+
+        emit("page", "Home", {"path": "/", "title": "Home"}, gap=15.0)
+
+        category = world.choose_category(shopper, float(rng.random()))
+        category_path = world.categories[category]
+        query = None
+        if rng.random() < config.search_share:
+            query = category_path.split(" > ")[-1].lower()
+        session_context = SessionContext(
+            session_id=session_id,
+            anonymous_id=anonymous_id,
+            user_id=user_id if logged_in else None,
+            device=device,
+            started_at=start,
+            category_path=category_path,
+            search_query=query,
+            utm_source=source,
+        )
+        shown = [
+            listing.by_sku[sku]
+            for sku in self.policy.products_to_show(session_context, listing)
+            if sku in listing.by_sku and sku in world.product_index_by_sku
+        ]
+        product_idx = np.array([world.product_index_by_sku[product["sku"]] for product in shown], dtype=np.int64)
+        prices = np.array([self.policy.price_of(product) for product in shown], dtype=float)
+
+        def product_properties(position: int, **extra: object) -> dict:
+            product = shown[position]
+            return {
+                "product_id": product.get("external_id") or product["sku"],
+                "sku": product["sku"],
+                "name": product.get("title", ""),
+                "brand": product.get("brand", ""),
+                "category": category_path,
+                "price": round(float(prices[position]), 2),
+                "currency": config.currency,
+                "position": position + 1,
+                **extra,
+            }
+
+        impressions = [
+            {
+                "product_id": p.get("external_id") or p["sku"],
+                "sku": p["sku"],
+                "price": round(float(prices[k]), 2),
+                "position": k + 1,
+            }
+            for k, p in enumerate(shown[:LIST_EVENT_PRODUCTS])
+        ]
+        if query is not None:
+            stats.searches += 1
+            emit("track", "Products Searched", {"query": query}, gap=8.0)
+            emit(
+                "track",
+                "Product List Viewed",
+                {"list_id": "search", "category": category_path, "products": impressions},
+            )
+        else:
+            emit(
+                "track",
+                "Product List Viewed",
+                {"list_id": category_path, "category": category_path, "products": impressions},
+            )
+        stats.list_views += 1
+        if will_log_in and rng.random() < 0.4:
+            will_log_in = False
+            log_in()
+        if len(shown) == 0:
+            return events
+
+        probabilities = world.purchase_probabilities(shopper, product_idx, prices)[0]
+        choice = int(np.searchsorted(np.cumsum(probabilities), rng.random() * probabilities.sum()))
+        choice = min(choice, len(shown))
+        bought = choice < len(shown)
+
+        # Which products the shopper opens: attractive ones first, and always the one they buy.
+        attraction = np.log(np.maximum(probabilities[:-1], 1e-300))
+        n_views = min(1 + int(rng.binomial(3, 0.3)), len(shown))
+        viewed = list(np.argsort(-(attraction + rng.gumbel(size=len(shown))), kind="stable")[:n_views])
+        if bought:
+            if choice in viewed:
+                viewed.remove(choice)
+            else:
+                viewed.pop()
+        for position in viewed:
+            emit("track", "Product Viewed", product_properties(int(position)), gap=60.0)
+            stats.product_views += 1
+
+        cart: list[tuple[int, int]] = []
+        cart_id = stable_id(self.seed, "cart", session_number)
+        if bought:
+            emit("track", "Product Viewed", product_properties(choice), gap=45.0)
+            stats.product_views += 1
+            quantity = 2 if rng.random() < config.quantity_two_prob else 1
+            cart.append((choice, quantity))
+            emit("track", "Product Added", product_properties(choice, quantity=quantity, cart_id=cart_id), gap=20.0)
+            if len(shown) > 1 and rng.random() < config.second_item_prob:
+                weights = probabilities[:-1].copy()
+                weights[choice] = 0.0
+                second = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum()))
+                second = min(second, len(shown) - 1)
+                emit("track", "Product Viewed", product_properties(second), gap=40.0)
+                stats.product_views += 1
+                cart.append((second, 1))
+                emit("track", "Product Added", product_properties(second, quantity=1, cart_id=cart_id), gap=20.0)
+
+        if cart:
+            stats.carts += 1
+            if rng.random() < config.removal_prob:
+                position, quantity = cart.pop()
+                emit("track", "Product Removed", product_properties(position, quantity=quantity, cart_id=cart_id))
+        if cart:
+            self._checkout(
+                shopper=shopper,
+                session_context=session_context,
+                cart=cart,
+                cart_id=cart_id,
+                prices=prices,
+                shown=shown,
+                emit=emit,
+                log_in=log_in if will_log_in else None,
+                device=device,
+                product_properties=product_properties,
+            )
+        elif will_log_in and rng.random() < 0.3:
+            log_in()
+        return events
+
+    def _checkout(
+        self,
+        *,
+        shopper: int,
+        session_context: SessionContext,
+        cart: list[tuple[int, int]],
+        cart_id: str,
+        prices: np.ndarray,
+        shown: list[dict],
+        emit,
+        log_in,
+        device: str,
+        product_properties,
+    ) -> None:
+        world, config, rng, stats = self.world, self.world.config, self.rng, self.stats
+        lines = [product_properties(position, quantity=quantity) for position, quantity in cart]
+        emit("track", "Cart Viewed", {"cart_id": cart_id, "products": lines}, gap=25.0)
+        prior_orders = int(self.state.orders[shopper])
+        incentive = self.policy.incentive_for(
+            CartContext(
+                session=session_context,
+                lines=tuple(CartLine(sku=shown[p]["sku"], price=float(prices[p]), quantity=q) for p, q in cart),
+                prior_orders=prior_orders,
+            )
+        )
+        subtotal = round(sum(float(prices[p]) * q for p, q in cart), 2)
+        discount, coupon = 0.0, ""
+        if incentive is not None:
+            coupon = incentive.code or incentive.kind.upper()
+            if incentive.kind in ("percent_5", "percent_10"):
+                percent = incentive.value or (5.0 if incentive.kind == "percent_5" else 10.0)
+                discount = round(subtotal * percent / 100.0, 2)
+            if incentive.kind == "points":
+                emit(
+                    "track",
+                    "Promotion Viewed",
+                    {"promotion_id": coupon, "name": f"{incentive.value:g} points"},
+                    gap=5.0,
+                )
+            else:
+                emit(
+                    "track",
+                    "Coupon Applied",
+                    {"cart_id": cart_id, "coupon_id": coupon, "coupon_name": coupon, "discount": discount},
+                    gap=5.0,
+                )
+        shipping = world.shipping_for(subtotal - discount, incentive)
+        tax = round((subtotal - discount) * config.tax_rate, 2)
+        total = round(subtotal - discount + shipping + tax, 2)
+        completes = rng.random() < world.checkout_probability(
+            cart_value=subtotal - discount,
+            shipping=shipping,
+            incentive=incentive,
+            device=device,
+            prior_orders=prior_orders,
+        )
+        if not completes and rng.random() >= config.checkout_started_share_of_abandoners:
+            return
+        if log_in is not None:
+            log_in()
+        order_id = f"SIM{self.seed}-{stats.orders + 1:07d}" if completes else None
+        checkout = {
+            "checkout_id": cart_id,
+            "value": subtotal,
+            "revenue": round(subtotal - discount, 2),
+            "shipping": shipping,
+            "tax": tax,
+            "discount": discount,
+            "coupon": coupon,
+            "currency": config.currency,
+            "products": lines,
+        }
+        emit("track", "Checkout Started", checkout, gap=90.0)
+        stats.checkouts += 1
+        if not completes:
+            return
+        emit(
+            "track",
+            "Order Completed",
+            {**checkout, "order_id": order_id, "subtotal": subtotal, "total": total},
+            gap=5.0,
+        )
+        stats.orders += 1
+        stats.units += sum(q for _, q in cart)
+        stats.revenue += total
+        world.record_order(self.state, shopper)
