@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.selectors import products_by_reference
-from revopt.db import bulk_insert, copy_rows
+from revopt.db import bulk_insert, insert_rows
 from revopt.tenancy.models import Merchant
 
 from .identity import IdentityResolver
@@ -272,10 +272,7 @@ def _insert_events(
                 event.context,
             )
         )
-    if connection.vendor == "postgresql":
-        copy_rows(table=Event._meta.db_table, columns=_EVENT_COLUMNS, rows=rows)
-        return
-    Event.objects.bulk_create([Event(**dict(zip(_EVENT_COLUMNS, row, strict=True))) for row in rows], batch_size=500)
+    insert_rows(model=Event, columns=_EVENT_COLUMNS, rows=rows)
 
 
 def _materialise_orders(
