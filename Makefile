@@ -24,14 +24,17 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_demo
 	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --if-empty
-	@echo "revopt demo at http://$(HOST):$(PORT)/ (Ctrl-C to stop)"
+	-$(PY) manage.py data_quality_report --merchant demo
+	@echo ""
+	@echo "revopt demo at http://$(HOST):$(PORT)/  —  log in as demo / $${DEMO_PASSWORD:-revopt-demo} (platform admin: admin). Ctrl-C to stop."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
+# --ds: the exported DJANGO_SETTINGS_MODULE (dev) would otherwise beat pyproject's test settings.
 test: install system-packages
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 2 --ds=revopt.settings.test
 
 test-postgres: install system-packages
-	bin/with-services $(VENV)/bin/pytest -n 2
+	bin/with-services $(VENV)/bin/pytest -n 2 --ds=revopt.settings.test
 
 bench: install
 	bin/with-services $(PY) bench/ingest.py

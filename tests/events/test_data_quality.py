@@ -136,3 +136,15 @@ def test_the_task_writes_a_report_for_the_merchant(merchant, other_merchant, pro
     assert report.merchant == merchant
     assert report.passed
     assert not DataQualityReport.objects.for_merchant(other_merchant).exists()
+
+
+def test_the_command_prints_each_check_and_fails_when_the_gate_closes(merchant, capsys):
+    from django.core.management import call_command
+
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("data_quality_report", "--merchant", merchant.slug)
+
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "fail  Events received in the window" in out
+    assert "training is blocked" in out
