@@ -4,11 +4,16 @@ Tasks stay eager so tests can assert their effects; the worker test switches eag
 itself and talks to a real worker through Redis.
 """
 
+import os
+
 from .base import *  # noqa: F403
 from .base import VAR_DIR
 
 SECRET_KEY = "revopt-test-key"
 CELERY_TASK_ALWAYS_EAGER = True
+# One queue per test process (xdist runs several): the real worker started by the `celery_worker_queue`
+# fixture consumes only this queue, so it never runs a task meant for another process's test database.
+CELERY_TASK_DEFAULT_QUEUE = f"revopt-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(VAR_DIR / "test-media")}},
