@@ -95,7 +95,7 @@ def products_by_reference(*, merchant: Merchant, references: Iterable[str]) -> d
         return {}
     rows = (
         Product.objects.for_merchant(merchant)
-        .filter(Q(external_id__in=wanted) | Q(sku__in=wanted))
+        .filter(Q(external_id__any_of=list(wanted)) | Q(sku__any_of=list(wanted)))
         .order_by("pk")
         .values_list("pk", "sku", "external_id", "price", "cost", "is_active")
     )

@@ -32,12 +32,12 @@ class IdentityResolver:
         self._alias_customer: dict[str, Customer] = {}
         self._existing_aliases: dict[str, AnonymousIdentity] = {}
         if user_ids:
-            for customer in Customer.objects.for_merchant(merchant).filter(external_id__in=user_ids):
+            for customer in Customer.objects.for_merchant(merchant).filter(external_id__any_of=list(user_ids)):
                 self._by_external_id[customer.external_id] = customer
         if anonymous_ids:
             aliases = (
                 AnonymousIdentity.objects.for_merchant(merchant)
-                .filter(anonymous_id__in=anonymous_ids)
+                .filter(anonymous_id__any_of=list(anonymous_ids))
                 .select_related("customer")
             )
             for alias in aliases:

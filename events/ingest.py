@@ -105,10 +105,15 @@ def ingest_batch(*, merchant: Merchant, events: Sequence[object], received_at: d
             seen_message_ids.add(outcome.message_id)
             parsed.append(outcome)
 
+    # First try assumes every message id is new and lets the unique index catch the rare resend,
+    # which then rolls back and goes the careful way: looking known ids up costs as much as the
+    # COPY of the batch itself.
     for attempt in range(_RACE_RETRIES):
         try:
             with transaction.atomic():
-                stored = _store(merchant=merchant, events=parsed, received_at=received_at)
+                stored = _store(
+                    merchant=merchant, events=parsed, received_at=received_at, look_up_known=attempt > 0
+                )
             break
         except IntegrityError:
             if attempt == _RACE_RETRIES - 1:
@@ -122,17 +127,21 @@ def _reject(event: ParsedEvent, field_name: str, reason: str) -> EventResult:
     return EventResult(event.index, event.message_id, REJECTED, (FieldError(field_name, reason),))
 
 
-def _store(*, merchant: Merchant, events: list[ParsedEvent], received_at: datetime) -> dict[int, EventResult]:
+def _store(
+    *, merchant: Merchant, events: list[ParsedEvent], received_at: datetime, look_up_known: bool
+) -> dict[int, EventResult]:
     """Check what needs the database, then write everything that passed. Runs inside a transaction."""
     outcome: dict[int, EventResult] = {}
     if not events:
         return outcome
 
-    known = set(
-        Event.objects.for_merchant(merchant)
-        .filter(message_id__in=[e.message_id for e in events])
-        .values_list("message_id", flat=True)
-    )
+    known = set()
+    if look_up_known:
+        known = set(
+            Event.objects.for_merchant(merchant)
+            .filter(message_id__any_of=[e.message_id for e in events])
+            .values_list("message_id", flat=True)
+        )
     fresh = []
     for event in events:
         if event.message_id in known:
@@ -148,7 +157,7 @@ def _store(*, merchant: Merchant, events: list[ParsedEvent], received_at: dateti
     changed_refs = [e.order_ref for e in fresh if e.order_ref is not None]
     existing_orders = {
         order.external_id: order
-        for order in Order.objects.for_merchant(merchant).filter(external_id__in=completed_ids + changed_refs)
+        for order in Order.objects.for_merchant(merchant).filter(external_id__any_of=completed_ids + changed_refs)
     }
 
     valid: list[ParsedEvent] = []
@@ -209,21 +218,24 @@ def _database_rejection(
     return None
 
 
-def _sessions_for(*, merchant: Merchant, events: list[ParsedEvent], customers: list[Customer]) -> dict[str, Session]:
+def _sessions_for(*, merchant: Merchant, events: list[ParsedEvent], customers: list[Customer]) -> dict[str, int]:
+    """Session id of each session key in the batch, creating the sessions seen for the first time."""
     keys = {e.session_key for e in events if e.session_key is not None}
     if not keys:
         return {}
-    sessions = {s.external_id: s for s in Session.objects.for_merchant(merchant).filter(external_id__in=keys)}
-    new_sessions = []
+    session_ids = dict(
+        Session.objects.for_merchant(merchant).filter(external_id__any_of=list(keys)).values_list("external_id", "pk")
+    )
+    new_sessions: dict[str, Session] = {}
     for event, customer in zip(events, customers, strict=True):
         key = event.session_key
-        if key is None:
+        if key is None or key in session_ids:
             continue
-        session = sessions.get(key)
+        session = new_sessions.get(key)
         if session is None:
             campaign = event.context.get("campaign")
             campaign = campaign if isinstance(campaign, dict) else {}
-            session = Session(
+            new_sessions[key] = Session(
                 merchant=merchant,
                 external_id=key,
                 customer=customer,
@@ -233,12 +245,11 @@ def _sessions_for(*, merchant: Merchant, events: list[ParsedEvent], customers: l
                 utm_medium=str(campaign.get("medium") or "")[:100],
                 utm_campaign=str(campaign.get("name") or "")[:200],
             )
-            sessions[key] = session
-            new_sessions.append(session)
-        elif session.pk is None and event.timestamp < session.started_at:
+        elif event.timestamp < session.started_at:
             session.started_at = event.timestamp
-    bulk_insert(new_sessions)
-    return sessions
+    bulk_insert(list(new_sessions.values()))
+    session_ids.update((key, session.pk) for key, session in new_sessions.items())
+    return session_ids
 
 
 def _insert_events(
@@ -246,14 +257,13 @@ def _insert_events(
     merchant: Merchant,
     events: list[ParsedEvent],
     customers: list[Customer],
-    sessions: dict[str, Session],
+    sessions: dict[str, int],
     products: dict,
     received_at: datetime,
 ) -> None:
     rows = []
     for event, customer in zip(events, customers, strict=True):
         product = products.get(event.product_ref) if event.product_ref is not None else None
-        session = sessions.get(event.session_key) if event.session_key is not None else None
         rows.append(
             (
                 merchant.pk,
@@ -261,7 +271,7 @@ def _insert_events(
                 event.name,
                 customer.pk,
                 event.anonymous_id or "",
-                session.pk if session is not None else None,
+                sessions.get(event.session_key) if event.session_key is not None else None,
                 product.id if product is not None else None,
                 event.timestamp,
                 received_at,
@@ -280,7 +290,7 @@ def _materialise_orders(
     merchant: Merchant,
     events: list[ParsedEvent],
     customers: list[Customer],
-    sessions: dict[str, Session],
+    sessions: dict[str, int],
     products: dict,
 ) -> None:
     orders = []
@@ -293,7 +303,7 @@ def _materialise_orders(
             merchant=merchant,
             external_id=parsed.order_id,
             customer=customer,
-            session=sessions.get(event.session_key) if event.session_key is not None else None,
+            session_id=sessions.get(event.session_key) if event.session_key is not None else None,
             message_id=event.message_id,
             placed_at=event.timestamp,
             currency=parsed.currency or merchant.currency,

@@ -12,33 +12,87 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, models
+from django.db.models import Lookup
+
+class AnyOf(Lookup):
+    """`field__any_of=[...]`: membership in a list of already-typed values, as one array parameter.
+
+    Django's `__in` prepares and binds each value separately, which on a 1,000-id lookup costs more
+    than the query; on PostgreSQL this sends `= ANY(%s)` with the list as a single parameter, and
+    falls back to IN elsewhere. The caller passes values of the column's type (ids as strings).
+    """
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        return list(self.rhs)
+
+    def as_sql(self, compiler, connection):
+        if not self.rhs:
+            raise EmptyResultSet
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", [*lhs_params, self.rhs]
+        return f"{lhs} IN ({', '.join(['%s'] * len(self.rhs))})", [*lhs_params, *self.rhs]
+
+
+models.CharField.register_lookup(AnyOf)
+
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def _copy_text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_json(value: dict | list) -> str:
+    return _json_encode(value).translate(_COPY_ESCAPES)
+
+
+def _copy_bool(value: bool) -> str:
+    return "t" if value else "f"
+
+
+_json_encode = json.JSONEncoder(separators=(",", ":")).encode
+# Dispatch on the exact type: this runs for every value of every row on the ingest path.
+_COPY_ENCODERS = {
+    str: _copy_text,
+    int: str,
+    float: repr,
+    Decimal: str,
+    bool: _copy_bool,
+    datetime: datetime.isoformat,
+    date: date.isoformat,
+    dict: _copy_json,
+    list: _copy_json,
+    type(None): lambda value: "\\N",
+}
+
+
 def copy_text_value(value: object) -> str:
     """One value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":")).translate(_COPY_ESCAPES)
-    return str(value).translate(_COPY_ESCAPES)
+    encode = _COPY_ENCODERS.get(type(value))
+    if encode is None:
+        return str(value).translate(_COPY_ESCAPES)
+    return encode(value)
 
 
 def copy_rows(*, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """COPY `rows` (tuples in `columns` order) into `table`, in the current transaction."""
     buffer = io.StringIO()
-    buffer.writelines("\t".join([copy_text_value(value) for value in row]) + "\n" for row in rows)
+    encoders = _COPY_ENCODERS
+    fallback = copy_text_value
+    buffer.writelines(
+        "\t".join([encoders.get(type(value), fallback)(value) for value in row]) + "\n" for row in rows
+    )
     buffer.seek(0)
     column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
-    with connection.cursor() as cursor:
+    # copy_expert is psycopg2's own method: wrap it so a unique violation surfaces as Django's IntegrityError.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.copy_expert(f"COPY {connection.ops.quote_name(table)} ({column_list}) FROM STDIN", buffer)
 
 
@@ -46,7 +100,7 @@ def _column_adapter(model: type[models.Model], column: str):
     """A function turning one Python value of `column` into what the database driver takes."""
     field = next(f for f in model._meta.concrete_fields if f.column == column)
     if isinstance(field, models.JSONField):
-        return lambda value: None if value is None else json.dumps(value, separators=(",", ":"))
+        return lambda value: None if value is None else _json_encode(value)
     if isinstance(field, models.DateTimeField):
         return connection.ops.adapt_datetimefield_value
     if isinstance(field, models.DecimalField):
@@ -98,17 +152,14 @@ def bulk_insert(objs: Sequence[models.Model]) -> None:
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     for obj, pk in zip(objs, _allocate_ids(model, len(objs)), strict=True):
         obj.pk = pk
+    # Only auto_now(_add) fields compute a value on save; every other field's attribute is its value.
+    computed = [f for f in fields if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    for field in computed:
+        for obj in objs:
+            field.pre_save(obj, add=True)
+    attnames = [f.attname for f in fields]
     pk_field = model._meta.pk
-    rows = [
-        [obj.pk, *[field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]]
-        for obj in objs
-    ]
-    # JSONField's prep value is a psycopg2 Json adapter; COPY wants the plain document.
-    json_positions = [i + 1 for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
-    for row in rows:
-        for position in json_positions:
-            value = row[position]
-            row[position] = getattr(value, "adapted", value)
+    rows = [[obj.pk, *[getattr(obj, attname) for attname in attnames]] for obj in objs]
     copy_rows(table=model._meta.db_table, columns=[pk_field.column, *[f.column for f in fields]], rows=rows)
     for obj in objs:
         obj._state.adding = False

@@ -7,4 +7,6 @@ class TenancyConfig(AppConfig):
     verbose_name = "Merchants and access"
 
     def ready(self) -> None:
+        from revopt import db  # noqa: F401  (registers the any_of lookup)
+
         from . import schema  # noqa: F401  (registers the OpenAPI extension)

@@ -272,3 +272,19 @@ def test_a_batch_costs_a_fixed_number_of_queries(merchant, products, django_asse
     with django_assert_max_num_queries(20):
         result = event_batch_ingest(merchant=merchant, events=batch)
     assert result.accepted == 300
+
+
+def test_a_batch_mixing_stored_and_new_events_stores_only_the_new_ones(merchant, products):
+    # given
+    stored = [make_event(), make_order("A-1")]
+    event_batch_ingest(merchant=merchant, events=stored)
+    fresh = [make_event(anonymousId="new-visitor", sessionId="s-new"), make_order("A-2", anonymousId="new-visitor")]
+
+    # when
+    result = event_batch_ingest(merchant=merchant, events=[stored[0], fresh[0], stored[1], fresh[1]])
+
+    # then
+    assert _statuses(result) == ["duplicate", "accepted", "duplicate", "accepted"]
+    assert Event.objects.for_merchant(merchant).count() == 4
+    assert sorted(Order.objects.for_merchant(merchant).values_list("external_id", flat=True)) == ["A-1", "A-2"]
+    assert Session.objects.for_merchant(merchant).count() == 2

@@ -1,0 +1,46 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from catalog.models import Product
+from revopt.db import copy_text_value
+from tests.factories.catalog import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_any_of_matches_a_list_of_values(merchant):
+    # given
+    for sku in ("A", "B", "C"):
+        ProductFactory(merchant=merchant, sku=sku)
+
+    # when
+    found = Product.objects.for_merchant(merchant).filter(sku__any_of=["A", "C", "missing"])
+
+    # then
+    assert sorted(found.values_list("sku", flat=True)) == ["A", "C"]
+
+
+def test_any_of_an_empty_list_matches_nothing_without_a_query(merchant, django_assert_num_queries):
+    ProductFactory(merchant=merchant, sku="A")
+
+    with django_assert_num_queries(0):
+        assert list(Product.objects.filter(sku__any_of=[])) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "\\N"),
+        (True, "t"),
+        (False, "f"),
+        (12, "12"),
+        (Decimal("9.90"), "9.90"),
+        ("tab\there\nnew\\line", "tab\\there\\nnew\\\\line"),
+        ({"q": "a\tb"}, '{"q":"a\\\\tb"}'),
+        (datetime(2026, 11, 24, 10, 0, tzinfo=UTC), "2026-11-24T10:00:00+00:00"),
+    ],
+)
+def test_copy_text_value_escapes_for_postgres_copy(value, expected):
+    assert copy_text_value(value) == expected
