@@ -245,6 +245,7 @@ def bench_database_create(base_url: str) -> tuple[str, Callable[[], None]]:
 
 # --- the three writers ------------------------------------------------------------------------
 
+
 class CopyWriter:
     """Pre-resolves a run's rows to events_event columns, then times serialise + COPY per batch."""
 

@@ -39,7 +39,9 @@ class Product(MerchantOwned):
     tags = models.JSONField(default=list, blank=True)
     price = models.DecimalField(max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
     compare_at_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)])
+    cost = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     currency = models.CharField(max_length=3, default="USD")
     inventory = models.IntegerField(default=0)
     rating = models.DecimalField(
@@ -97,7 +99,9 @@ class CatalogImport(MerchantOwned):
 
     filename = models.CharField(max_length=300)
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     rows_total = models.PositiveIntegerField(default=0)
     products_created = models.PositiveIntegerField(default=0)
     products_updated = models.PositiveIntegerField(default=0)

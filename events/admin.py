@@ -33,7 +33,15 @@ class CustomerAdmin(MerchantScopedAdmin):
     list_filter = ("marketing_consent", "personalization_opt_out", ("external_id", admin.EmptyFieldListFilter))
     search_fields = ("external_id", "email", "anonymous_identities__anonymous_id")
     readonly_fields = ("external_id", "created_at", "merged_into")
-    fields = ("external_id", "email", "marketing_consent", "location_consent", "personalization_opt_out", "created_at", "merged_into")
+    fields = (
+        "external_id",
+        "email",
+        "marketing_consent",
+        "location_consent",
+        "personalization_opt_out",
+        "created_at",
+        "merged_into",
+    )
     inlines = [AnonymousIdentityInline]
 
     def has_add_permission(self, request) -> bool:

@@ -21,7 +21,7 @@ from revopt.tenancy.models import Merchant
 
 from .identity import IdentityResolver
 from .models import Customer, Event, Order, OrderLine, OrderStatus, Session
-from .validation import IDENTIFY, ORDER_COMPLETED, FieldError, ParsedEvent, parse_event
+from .validation import IDENTIFY, FieldError, ParsedEvent, parse_event
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -80,7 +80,11 @@ class BatchTooLarge(ValueError):
 
 
 def _message_id_of(raw: object) -> str | None:
-    if isinstance(raw, dict) and isinstance(raw.get("messageId"), (str, int)) and not isinstance(raw.get("messageId"), bool):
+    if (
+        isinstance(raw, dict)
+        and isinstance(raw.get("messageId"), (str, int))
+        and not isinstance(raw.get("messageId"), bool)
+    ):
         return str(raw["messageId"])[:100]
     return None
 
@@ -111,9 +115,7 @@ def ingest_batch(*, merchant: Merchant, events: Sequence[object], received_at: d
     for attempt in range(_RACE_RETRIES):
         try:
             with transaction.atomic():
-                stored = _store(
-                    merchant=merchant, events=parsed, received_at=received_at, look_up_known=attempt > 0
-                )
+                stored = _store(merchant=merchant, events=parsed, received_at=received_at, look_up_known=attempt > 0)
             break
         except IntegrityError:
             if attempt == _RACE_RETRIES - 1:
@@ -178,9 +180,7 @@ def _store(
         user_ids=(e.user_id for e in valid if e.user_id is not None),
         anonymous_ids=(e.anonymous_id for e in valid if e.anonymous_id is not None),
     )
-    customer_of = [
-        resolver.resolve(user_id=e.user_id, anonymous_id=e.anonymous_id, seen_at=e.timestamp) for e in valid
-    ]
+    customer_of = [resolver.resolve(user_id=e.user_id, anonymous_id=e.anonymous_id, seen_at=e.timestamp) for e in valid]
     resolver.flush()
     customer_of = [resolver.canonical(customer) for customer in customer_of]
 
@@ -213,7 +213,11 @@ def _database_rejection(
                 return _reject(event, line.ref_field, f"unknown product {line.product_ref!r}")
         if event.order.order_id in existing_orders or event.order.order_id in orders_in_batch:
             return _reject(event, "properties.order_id", "order already recorded under another messageId")
-    if event.order_ref is not None and event.order_ref not in existing_orders and event.order_ref not in orders_in_batch:
+    if (
+        event.order_ref is not None
+        and event.order_ref not in existing_orders
+        and event.order_ref not in orders_in_batch
+    ):
         return _reject(event, "properties.order_id", f"unknown order {event.order_ref!r}")
     return None
 

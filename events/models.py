@@ -143,7 +143,9 @@ class Order(MerchantOwned):
 
 class OrderLine(MerchantOwned):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
-    product = models.ForeignKey("catalog.Product", on_delete=models.SET_NULL, null=True, blank=True, related_name="order_lines")
+    product = models.ForeignKey(
+        "catalog.Product", on_delete=models.SET_NULL, null=True, blank=True, related_name="order_lines"
+    )
     sku = models.CharField(max_length=100)
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
@@ -151,9 +153,7 @@ class OrderLine(MerchantOwned):
     unit_cost = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="order_line_quantity_positive")
-        ]
+        constraints = [models.CheckConstraint(condition=models.Q(quantity__gt=0), name="order_line_quantity_positive")]
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.sku}"

@@ -28,25 +28,29 @@ PRODUCT_EVENTS = frozenset(
 )
 ORDER_CHANGE_EVENTS = frozenset({"Order Refunded", "Order Cancelled"})
 ORDER_COMPLETED = "Order Completed"
-TRACK_EVENTS = PRODUCT_EVENTS | ORDER_CHANGE_EVENTS | {
-    ORDER_COMPLETED,
-    "Products Searched",
-    "Product List Viewed",
-    "Product List Filtered",
-    "Promotion Viewed",
-    "Promotion Clicked",
-    "Cart Viewed",
-    "Cart Shared",
-    "Checkout Started",
-    "Checkout Step Viewed",
-    "Checkout Step Completed",
-    "Payment Info Entered",
-    "Order Updated",
-    "Coupon Entered",
-    "Coupon Applied",
-    "Coupon Denied",
-    "Coupon Removed",
-}
+TRACK_EVENTS = (
+    PRODUCT_EVENTS
+    | ORDER_CHANGE_EVENTS
+    | {
+        ORDER_COMPLETED,
+        "Products Searched",
+        "Product List Viewed",
+        "Product List Filtered",
+        "Promotion Viewed",
+        "Promotion Clicked",
+        "Cart Viewed",
+        "Cart Shared",
+        "Checkout Started",
+        "Checkout Step Viewed",
+        "Checkout Step Completed",
+        "Payment Info Entered",
+        "Order Updated",
+        "Coupon Entered",
+        "Coupon Applied",
+        "Coupon Denied",
+        "Coupon Removed",
+    }
+)
 # Segment's identify and page calls are stored under these names beside the track events.
 IDENTIFY = "Identify"
 PAGE_VIEWED = "Page Viewed"

@@ -16,6 +16,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, models
 from django.db.models import Lookup
 
+
 class AnyOf(Lookup):
     """`field__any_of=[...]`: membership in a list of already-typed values, as one array parameter.
 
@@ -86,9 +87,7 @@ def copy_rows(*, table: str, columns: Sequence[str], rows: Sequence[Sequence[obj
     buffer = io.StringIO()
     encoders = _COPY_ENCODERS
     fallback = copy_text_value
-    buffer.writelines(
-        "\t".join([encoders.get(type(value), fallback)(value) for value in row]) + "\n" for row in rows
-    )
+    buffer.writelines("\t".join([encoders.get(type(value), fallback)(value) for value in row]) + "\n" for row in rows)
     buffer.seek(0)
     column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
     # copy_expert is psycopg2's own method: wrap it so a unique violation surfaces as Django's IntegrityError.

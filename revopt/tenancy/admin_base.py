@@ -57,7 +57,9 @@ class MerchantScopedAdmin(admin.ModelAdmin):
         related_model = db_field.remote_field.model
         if not self._is_platform_admin(request) and issubclass(related_model, MerchantOwned):
             merchant = merchant_for_request(request)
-            kwargs["queryset"] = related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+            kwargs["queryset"] = (
+                related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -71,5 +73,7 @@ class MerchantScopedInline(admin.TabularInline):
         related_model = db_field.remote_field.model
         if not is_platform_admin(user=request.user) and issubclass(related_model, MerchantOwned):
             merchant = merchant_for_request(request)
-            kwargs["queryset"] = related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+            kwargs["queryset"] = (
+                related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

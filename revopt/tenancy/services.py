@@ -130,7 +130,5 @@ def staff_member_create(
     if role != Role.PLATFORM_ADMIN:
         user.groups.add(role_groups_sync()[role])
     if merchant is not None:
-        audit_log_write(
-            merchant=merchant, actor=None, action="staff.created", target=user, detail={"role": str(role)}
-        )
+        audit_log_write(merchant=merchant, actor=None, action="staff.created", target=user, detail={"role": str(role)})
     return user

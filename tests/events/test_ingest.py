@@ -158,7 +158,9 @@ def test_a_refund_marks_the_order_refunded(merchant, products):
     event_batch_ingest(merchant=merchant, events=[make_order("A-1")])
 
     # when
-    result = event_batch_ingest(merchant=merchant, events=[make_event("Order Refunded", properties={"order_id": "A-1"})])
+    result = event_batch_ingest(
+        merchant=merchant, events=[make_event("Order Refunded", properties={"order_id": "A-1"})]
+    )
 
     # then
     assert result.accepted == 1
@@ -169,7 +171,9 @@ def test_a_refund_marks_the_order_refunded(merchant, products):
 
 def test_an_anonymous_visitor_who_logs_in_is_stitched_into_the_new_customer(merchant, products):
     # given: browsing anonymously, in an earlier batch
-    event_batch_ingest(merchant=merchant, events=[make_event(anonymousId="device-9"), make_event(anonymousId="device-9")])
+    event_batch_ingest(
+        merchant=merchant, events=[make_event(anonymousId="device-9"), make_event(anonymousId="device-9")]
+    )
 
     # when: the same device logs in as a user revopt has never seen
     event_batch_ingest(merchant=merchant, events=[make_event(anonymousId="device-9", userId="alice")])
@@ -184,7 +188,9 @@ def test_an_anonymous_visitor_who_logs_in_is_stitched_into_the_new_customer(merc
 
 def test_an_anonymous_visitor_who_logs_in_as_a_known_customer_is_merged_into_them(merchant, products):
     # given: alice bought before on another device; now browses anonymously on a new one
-    event_batch_ingest(merchant=merchant, events=[make_order("A-1", userId="alice", anonymousId="laptop", sessionId="s1")])
+    event_batch_ingest(
+        merchant=merchant, events=[make_order("A-1", userId="alice", anonymousId="laptop", sessionId="s1")]
+    )
     event_batch_ingest(merchant=merchant, events=[make_event(anonymousId="phone", sessionId="s2")] * 1)
     anonymous = AnonymousIdentity.objects.get(merchant=merchant, anonymous_id="phone").customer
 
@@ -262,7 +268,14 @@ def test_a_batch_costs_a_fixed_number_of_queries(merchant, products, django_asse
     for visitor in range(100):
         anonymous = f"v-{visitor}"
         batch.append(make_event(anonymousId=anonymous, sessionId=f"s-{visitor}"))
-        batch.append(make_event("Product Added", anonymousId=anonymous, sessionId=f"s-{visitor}", properties={"sku": "SKU-2", "price": 9}))
+        batch.append(
+            make_event(
+                "Product Added",
+                anonymousId=anonymous,
+                sessionId=f"s-{visitor}",
+                properties={"sku": "SKU-2", "price": 9},
+            )
+        )
         if visitor % 10 == 0:
             batch.append(make_order(f"o-{visitor}", anonymousId=anonymous, sessionId=f"s-{visitor}"))
         else:

@@ -129,7 +129,9 @@ def test_a_missing_timestamp_defaults_to_receipt_time():
 
 def test_identify_and_page_calls_get_their_own_names_and_traits():
     # when
-    identify = _parse({"type": "identify", "messageId": "i", "userId": "u1", "traits": {"email": "A@B.CO", "marketing_consent": True}})
+    identify = _parse(
+        {"type": "identify", "messageId": "i", "userId": "u1", "traits": {"email": "A@B.CO", "marketing_consent": True}}
+    )
     page = _parse({"type": "page", "messageId": "p", "anonymousId": "a"})
 
     # then
