@@ -148,6 +148,15 @@ def _seed_shop(merchant) -> dict[str, int]:
 
 
 @pytest.fixture
+def shop(transactional_db):
+    """The seeded shop. Made before `browser` starts: ORM calls while Playwright's event loop runs get
+    a connection of their own that the test teardown cannot close, which blocks dropping the test DB."""
+    merchant = merchant_create(name="Demo Outdoor Co.", slug="demo-outdoor")
+    staff_member_create(username="casey", password=PASSWORD, role=Role.MERCHANT_MANAGER, merchant=merchant)
+    return _seed_shop(merchant)
+
+
+@pytest.fixture
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -160,11 +169,9 @@ def browser():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_manager_logs_in_and_sees_the_events_chart(live_server, browser):
+def test_manager_logs_in_and_sees_the_events_chart(live_server, shop, browser):
     # given
-    merchant = merchant_create(name="Demo Outdoor Co.", slug="demo-outdoor")
-    staff_member_create(username="casey", password=PASSWORD, role=Role.MERCHANT_MANAGER, merchant=merchant)
-    expected = _seed_shop(merchant)
+    expected = shop
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1366, "height": 900})
 
