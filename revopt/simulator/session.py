@@ -77,7 +77,11 @@ class ShopSimulator:
         hours = (
             s["preferred_hour"][visitors] + self.rng.normal(0.0, 1.0, size=len(visitors)) * s["hour_spread"][visitors]
         )
-        hours = np.clip(np.mod(hours, 24.0), 0.0, _LAST_START_HOUR)
+        hours = np.mod(hours, 24.0)
+        # Reflect late draws below the cut-off rather than clip them: clipping stacked every night owl
+        # (and a shopper's several sessions of one day) onto the same instant, 22:30:00.
+        late = hours > _LAST_START_HOUR
+        hours[late] = 2 * _LAST_START_HOUR - hours[late]
         order = np.argsort(hours, kind="stable")
         midnight = self.day_start(day)
         events: list[dict] = []

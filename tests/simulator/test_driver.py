@@ -1,4 +1,4 @@
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -159,3 +159,19 @@ def test_the_policy_decides_prices_and_higher_prices_sell_less(driven):
     listed = next(p for p in expensive_storefront.products if p["sku"] == added["sku"])
     assert added["price"] == pytest.approx(float(listed["price"]) * 1.5, abs=0.01)
     assert stats.carts < driver.simulator.stats.carts
+
+
+
+def test_session_start_times_do_not_pile_up_on_one_instant(driven):
+    # given
+    storefront, _ = driven
+
+    # when: the first event of each session is when it started
+    first_event_at = {}
+    for event in storefront.events:
+        first_event_at.setdefault(event["sessionId"], event["timestamp"])
+    sessions_per_instant = Counter(first_event_at.values())
+
+    # then: start times are spread over the day, not stacked on a cut-off
+    assert len(first_event_at) == CONFIG.n_sessions
+    assert max(sessions_per_instant.values()) <= 2
