@@ -161,7 +161,6 @@ def test_the_policy_decides_prices_and_higher_prices_sell_less(driven):
     assert stats.carts < driver.simulator.stats.carts
 
 
-
 def test_session_start_times_do_not_pile_up_on_one_instant(driven):
     # given
     storefront, _ = driven
