@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from revopt.tenancy.admin_base import MerchantScopedAdmin, merchant_for_request
+from revopt.tenancy.admin_base import MerchantScopedAdmin, ReadOnlyAdminMixin, merchant_for_request
 from revopt.tenancy.models import Merchant
 
 from .models import CatalogImport, Category, CompetitorPriceObservation, Product
@@ -135,7 +135,7 @@ class CompetitorPriceObservationAdmin(MerchantScopedAdmin):
 
 
 @admin.register(CatalogImport)
-class CatalogImportAdmin(MerchantScopedAdmin):
+class CatalogImportAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
     list_display = [
         "filename",
         "created_at",
@@ -147,28 +147,8 @@ class CatalogImportAdmin(MerchantScopedAdmin):
         "rows_failed",
     ]
     list_select_related = ["created_by"]
-    fields = [
-        "filename",
-        "created_at",
-        "created_by",
-        "rows_total",
-        "products_created",
-        "products_updated",
-        "rows_skipped",
-        "rows_failed",
-        "errors_table",
-    ]
+    fields = [*list_display, "errors_table"]
     readonly_fields = fields
-
-    # The report is a record of what happened; it is neither written nor edited by hand.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description="Row errors")
     def errors_table(self, obj: CatalogImport) -> str:

@@ -1,23 +1,10 @@
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
-from revopt.tenancy.admin_base import MerchantScopedAdmin, MerchantScopedInline
+from revopt.tenancy.admin_base import MerchantScopedAdmin, MerchantScopedInline, ReadOnlyAdminMixin
 
 from . import services
 from .models import AnonymousIdentity, Customer, DataQualityReport, Event, Order, OrderLine, Session
-
-
-class ReadOnlyAdminMixin:
-    """Behaviour arrives through the events API; the admin shows it and never edits history."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class AnonymousIdentityInline(ReadOnlyAdminMixin, MerchantScopedInline):

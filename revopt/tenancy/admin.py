@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from .admin_base import MerchantScopedAdmin, merchant_for_request
+from .admin_base import MerchantScopedAdmin, ReadOnlyAdminMixin, merchant_for_request
 from .models import ApiKey, AuditLogEntry, Merchant, StaffMembership
 from .selectors import is_platform_admin
 from .services import api_key_create, api_key_revoke
@@ -110,20 +110,10 @@ class ApiKeyAdmin(MerchantScopedAdmin):
 
 
 @admin.register(AuditLogEntry)
-class AuditLogEntryAdmin(MerchantScopedAdmin):
+class AuditLogEntryAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
     list_display = ["created_at", "actor", "action", "target_type", "target_id"]
     list_filter = ["action", "target_type"]
     search_fields = ["action", "target_id", "actor__username"]
     list_select_related = ["actor"]
     readonly_fields = ["created_at", "actor", "action", "target_type", "target_id", "detail"]
     date_hierarchy = "created_at"
-
-    # Append-only: written by services, read by people.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -23,6 +23,19 @@ def merchant_for_request(request: HttpRequest) -> Merchant | None:
     return merchant
 
 
+class ReadOnlyAdminMixin:
+    """For records written by services (events, reports, audit rows): shown, never added or edited."""
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 class MerchantScopedAdmin(admin.ModelAdmin):
     def _is_platform_admin(self, request: HttpRequest) -> bool:
         return is_platform_admin(user=request.user)
