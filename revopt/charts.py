@@ -194,6 +194,39 @@ def _slot_centres(count: int) -> tuple[float, list[float]]:
     return slot, [slot * (index + 0.5) for index in range(count)]
 
 
+def _frame(
+    kind: str,
+    series: Series,
+    title: str,
+    width: int | str,
+    height: int,
+    value_format: ValueFormat,
+    chart_id: str | None,
+    empty_message: str,
+    *,
+    noun: str,
+):
+    """The empty-state SVG, or (points, scale, opening parts with y labels and gridlines) to draw on."""
+    points = _clean(series)
+    chart_id = _chart_id(title, chart_id)
+    if not points:
+        return _empty_chart(
+            kind=kind, title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    scale = _scale([value for _, value in points], top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    parts = _open_svg(
+        kind=kind,
+        title=title,
+        description=_summary(points, value_format, noun),
+        width=width,
+        height=height,
+        chart_id=chart_id,
+    )
+    parts += _y_labels(scale, value_format)
+    parts += _gridlines(scale)
+    return points, scale, parts
+
+
 def bar_chart(
     series: Series,
     *,
@@ -208,28 +241,13 @@ def bar_chart(
 
     `width` is the SVG's width attribute (pixels or a percentage); the plot stretches to it.
     """
-    points = _clean(series)
-    chart_id = _chart_id(title, chart_id)
-    if not points:
-        return _empty_chart(
-            kind="bar", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
-        )
-
-    scale = _scale([value for _, value in points], top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    frame = _frame("bar", series, title, width, height, value_format, chart_id, empty_message, noun="bars")
+    if isinstance(frame, str):
+        return frame
+    points, scale, parts = frame
     slot, centres = _slot_centres(len(points))
     bar_width = slot * 0.72
     zero_y = scale.y(0.0)
-
-    parts = _open_svg(
-        kind="bar",
-        title=title,
-        description=_summary(points, value_format, "bars"),
-        width=width,
-        height=height,
-        chart_id=chart_id,
-    )
-    parts += _y_labels(scale, value_format)
-    parts += _gridlines(scale)
     parts.append('<g class="chart-bars">')
     for (label, value), centre in zip(points, centres, strict=True):
         y = scale.y(value)
@@ -260,28 +278,13 @@ def line_chart(
     empty_message: str = "No data yet",
 ) -> str:
     """A line through (label, value) points with a soft area under it and a hover target per point."""
-    points = _clean(series)
-    chart_id = _chart_id(title, chart_id)
-    if not points:
-        return _empty_chart(
-            kind="line", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
-        )
-
-    scale = _scale([value for _, value in points], top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    frame = _frame("line", series, title, width, height, value_format, chart_id, empty_message, noun="points")
+    if isinstance(frame, str):
+        return frame
+    points, scale, parts = frame
     _, xs = _slot_centres(len(points))
     ys = [scale.y(value) for _, value in points]
     zero_y = scale.y(0.0)
-
-    parts = _open_svg(
-        kind="line",
-        title=title,
-        description=_summary(points, value_format, "points"),
-        width=width,
-        height=height,
-        chart_id=chart_id,
-    )
-    parts += _y_labels(scale, value_format)
-    parts += _gridlines(scale)
     # Paths cannot use percentages: draw them in a 0-100 wide box stretched over the plot, with a stroke
     # that does not stretch along with it.
     path = " ".join(f"{'L' if index else 'M'}{x:.3f},{y:.1f}" for index, (x, y) in enumerate(zip(xs, ys, strict=True)))
