@@ -20,7 +20,7 @@ from catalog.models import Product
 from events.models import Customer, DataQualityReport, Event, Order, OrderLine, Session
 from revopt.simulator.models import SimulationRun
 from revopt.tenancy.models import Merchant, Role
-from revopt.tenancy.selectors import membership_for_user
+from revopt.tenancy.selectors import grants_platform_admin, membership_for_user, merchants_visible_to
 
 WINDOW_DAYS = 30
 TOP_PRODUCTS = 5
@@ -48,8 +48,7 @@ class DashboardAccess:
 def dashboard_access_for(*, user: AbstractBaseUser, requested_slug: str | None) -> DashboardAccess:
     """Resolve the merchant for `user`; raises Merchant.DoesNotExist for an unknown requested slug."""
     membership = membership_for_user(user=user)
-    is_platform_admin = user.is_superuser or (membership is not None and membership.role == Role.PLATFORM_ADMIN)
-    if is_platform_admin:
+    if grants_platform_admin(user=user, membership=membership):
         if requested_slug:
             merchant = Merchant.objects.get(slug=requested_slug)
             return DashboardAccess(allowed=True, is_platform_admin=True, merchant=merchant, role=Role.PLATFORM_ADMIN)
@@ -58,7 +57,7 @@ def dashboard_access_for(*, user: AbstractBaseUser, requested_slug: str | None) 
             is_platform_admin=True,
             merchant=None,
             role=Role.PLATFORM_ADMIN,
-            choices=tuple(Merchant.objects.order_by("name")),
+            choices=tuple(merchants_visible_to(user=user).order_by("name")),
         )
     if membership is None or membership.merchant is None:
         return DashboardAccess(allowed=False, is_platform_admin=False, merchant=None, role=None)

@@ -1,14 +1,26 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from .admin_base import MerchantScopedAdmin, ReadOnlyAdminMixin, merchant_for_request
+from .admin_base import MerchantScopedAdmin, ReadOnlyAdminMixin, is_platform_admin_request, merchant_for_request
 from .models import ApiKey, AuditLogEntry, Merchant, StaffMembership
-from .selectors import is_platform_admin
 from .services import api_key_create, api_key_revoke
 
 
+class PlatformAdminWritesMixin:
+    """Only platform admins add, change or delete these rows."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_platform_admin_request(request)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform_admin_request(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform_admin_request(request)
+
+
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(PlatformAdminWritesMixin, admin.ModelAdmin):
     """Only platform admins manage shops; a manager's tenancy permissions do not reach this model."""
 
     list_display = ["name", "slug", "currency", "timezone", "is_active", "created_at"]
@@ -17,23 +29,14 @@ class MerchantAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_platform_admin(user=request.user)
+        return is_platform_admin_request(request)
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform_admin(user=request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return is_platform_admin(user=request.user)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform_admin(user=request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform_admin(user=request.user)
+        return is_platform_admin_request(request)
 
 
 @admin.register(StaffMembership)
-class StaffMembershipAdmin(admin.ModelAdmin):
+class StaffMembershipAdmin(PlatformAdminWritesMixin, admin.ModelAdmin):
     """Managers see who works for their shop; only platform admins grant roles (a role is a privilege)."""
 
     list_display = ["user", "role", "merchant", "created_at"]
@@ -43,19 +46,10 @@ class StaffMembershipAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         queryset = super().get_queryset(request)
-        if is_platform_admin(user=request.user):
+        if is_platform_admin_request(request):
             return queryset
         merchant = merchant_for_request(request)
         return queryset.filter(merchant=merchant) if merchant is not None else queryset.none()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return is_platform_admin(user=request.user)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform_admin(user=request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform_admin(user=request.user)
 
 
 @admin.register(ApiKey)

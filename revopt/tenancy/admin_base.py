@@ -8,19 +8,25 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
-from .models import Merchant, MerchantOwned
-from .selectors import is_platform_admin, membership_for_user
+from .models import Merchant, MerchantOwned, StaffMembership
+from .selectors import grants_platform_admin, membership_for_user
+
+
+def _membership_for_request(request: HttpRequest) -> StaffMembership | None:
+    # Every admin hook asks who the user works for; look it up once per request.
+    if not hasattr(request, "_revopt_membership"):
+        request._revopt_membership = membership_for_user(user=request.user)
+    return request._revopt_membership
 
 
 def merchant_for_request(request: HttpRequest) -> Merchant | None:
     """The merchant a non-platform staff user works for (None for platform admins)."""
-    cached = getattr(request, "_revopt_merchant", "unset")
-    if cached != "unset":
-        return cached
-    membership = membership_for_user(user=request.user)
-    merchant = membership.merchant if membership is not None else None
-    request._revopt_merchant = merchant
-    return merchant
+    membership = _membership_for_request(request)
+    return membership.merchant if membership is not None else None
+
+
+def is_platform_admin_request(request: HttpRequest) -> bool:
+    return grants_platform_admin(user=request.user, membership=_membership_for_request(request))
 
 
 class ReadOnlyAdminMixin:
@@ -38,7 +44,7 @@ class ReadOnlyAdminMixin:
 
 class MerchantScopedAdmin(admin.ModelAdmin):
     def _is_platform_admin(self, request: HttpRequest) -> bool:
-        return is_platform_admin(user=request.user)
+        return is_platform_admin_request(request)
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         queryset = super().get_queryset(request)
@@ -84,7 +90,7 @@ class MerchantScopedAdmin(admin.ModelAdmin):
 class MerchantScopedInline(admin.TabularInline):
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         related_model = db_field.remote_field.model
-        if not is_platform_admin(user=request.user) and issubclass(related_model, MerchantOwned):
+        if not is_platform_admin_request(request) and issubclass(related_model, MerchantOwned):
             merchant = merchant_for_request(request)
             kwargs["queryset"] = (
                 related_model.objects.for_merchant(merchant) if merchant else related_model.objects.none()

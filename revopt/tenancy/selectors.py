@@ -25,13 +25,17 @@ def membership_for_user(*, user: AbstractBaseUser) -> StaffMembership | None:
     return StaffMembership.objects.select_related("merchant").filter(user=user).first()
 
 
+def grants_platform_admin(*, user: AbstractBaseUser, membership: StaffMembership | None) -> bool:
+    """The platform-admin rule, for callers that already hold the user's membership."""
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or (membership is not None and membership.role == Role.PLATFORM_ADMIN)
+
+
 def is_platform_admin(*, user: AbstractBaseUser) -> bool:
     if not user.is_authenticated:
         return False
-    if user.is_superuser:
-        return True
-    membership = membership_for_user(user=user)
-    return membership is not None and membership.role == Role.PLATFORM_ADMIN
+    return user.is_superuser or grants_platform_admin(user=user, membership=membership_for_user(user=user))
 
 
 def merchants_visible_to(*, user: AbstractBaseUser):

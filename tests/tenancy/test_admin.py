@@ -2,10 +2,13 @@ import re
 
 import pytest
 from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from revopt.tenancy.models import ApiKey, AuditLogEntry, StaffMembership
 from revopt.tenancy.selectors import api_key_for_raw_key
 from revopt.tenancy.services import api_key_create, audit_log_write, hash_api_key
+from tests.factories.catalog import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -211,3 +214,21 @@ def test_admin_index_shows_a_manager_their_models_but_not_merchants(manager_clie
     assert "/admin/catalog/product/" in page
     assert "/admin/tenancy/apikey/" in page
     assert "/admin/tenancy/merchant/" not in page
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/", "/admin/catalog/product/", "/admin/catalog/product/add/", "/admin/tenancy/apikey/"]
+)
+def test_an_admin_page_looks_the_staff_membership_up_once(merchant, merchant_manager, url):
+    # given
+    ProductFactory.create_batch(5, merchant=merchant)
+    client = Client()
+    client.force_login(merchant_manager)
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+
+    # then
+    assert response.status_code == 200
+    assert sum("tenancy_staffmembership" in query["sql"] for query in queries.captured_queries) == 1
