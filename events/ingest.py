@@ -57,7 +57,7 @@ class EventResult:
 @dataclass
 class BatchResult:
     results: list[EventResult]
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.counts = Counter(result.status for result in self.results)

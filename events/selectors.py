@@ -2,12 +2,11 @@
 
 from datetime import timedelta
 
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from revopt.tenancy.models import Merchant
 
-from .models import Customer, DataQualityReport, Event, Order
+from .models import DataQualityReport
 
 
 class DataQualityGateClosed(Exception):
@@ -41,15 +40,3 @@ def data_quality_gate_is_open(*, merchant: Merchant, max_age: timedelta | None =
     except DataQualityGateClosed:
         return False
     return True
-
-
-def customer_list(*, merchant: Merchant) -> QuerySet[Customer]:
-    return Customer.objects.for_merchant(merchant).filter(merged_into__isnull=True)
-
-
-def event_list(*, merchant: Merchant) -> QuerySet[Event]:
-    return Event.objects.for_merchant(merchant).select_related("product", "customer")
-
-
-def order_list(*, merchant: Merchant) -> QuerySet[Order]:
-    return Order.objects.for_merchant(merchant).select_related("customer").prefetch_related("lines")
