@@ -157,10 +157,11 @@ def _store(
 
     completed_ids = [e.order.order_id for e in fresh if e.order is not None]
     changed_refs = [e.order_ref for e in fresh if e.order_ref is not None]
-    existing_orders = {
-        order.external_id: order
-        for order in Order.objects.for_merchant(merchant).filter(external_id__any_of=completed_ids + changed_refs)
-    }
+    existing_orders = set(
+        Order.objects.for_merchant(merchant)
+        .filter(external_id__any_of=completed_ids + changed_refs)
+        .values_list("external_id", flat=True)
+    )
 
     valid: list[ParsedEvent] = []
     orders_in_batch: set[str] = set()
@@ -194,7 +195,7 @@ def _store(
         received_at=received_at,
     )
     _materialise_orders(merchant=merchant, events=valid, customers=customer_of, sessions=sessions, products=products)
-    _apply_order_changes(merchant=merchant, events=valid, existing_orders=existing_orders)
+    _apply_order_changes(merchant=merchant, events=valid)
     _apply_traits(events=valid, customers=customer_of)
 
     for event in valid:
@@ -203,7 +204,7 @@ def _store(
 
 
 def _database_rejection(
-    event: ParsedEvent, products: dict, existing_orders: dict[str, Order], orders_in_batch: set[str]
+    event: ParsedEvent, products: dict, existing_orders: set[str], orders_in_batch: set[str]
 ) -> EventResult | None:
     if event.product_ref is not None and event.product_ref not in products:
         return _reject(event, event.product_ref_field, f"unknown product {event.product_ref!r}")
@@ -338,7 +339,7 @@ def _materialise_orders(
     bulk_insert(lines)
 
 
-def _apply_order_changes(*, merchant: Merchant, events: list[ParsedEvent], existing_orders: dict[str, Order]) -> None:
+def _apply_order_changes(*, merchant: Merchant, events: list[ParsedEvent]) -> None:
     for event in events:
         if event.order_ref is None:
             continue
