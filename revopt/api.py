@@ -6,7 +6,8 @@ the offending field without parsing prose.
 
 from typing import Any
 
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -47,3 +48,17 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 def field_error(field: str, reason: str) -> exceptions.ValidationError:
     return exceptions.ValidationError({field: [reason]})
+
+
+class FieldErrorSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    """The body of every 4xx answer, as `exception_handler` shapes it (for the OpenAPI schema)."""
+
+    errors = FieldErrorSerializer(many=True)
+
+
+UNAUTHORIZED_RESPONSE = OpenApiResponse(ErrorResponseSerializer, description="Missing, invalid or revoked API key.")

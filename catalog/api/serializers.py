@@ -65,12 +65,3 @@ class CategorySerializer(serializers.ModelSerializer):
     class Meta:
         model = Category
         fields = ["id", "name", "path", "parent"]
-
-
-class ErrorSerializer(serializers.Serializer):
-    field = serializers.CharField()
-    reason = serializers.CharField()
-
-
-class ErrorResponseSerializer(serializers.Serializer):
-    errors = ErrorSerializer(many=True)

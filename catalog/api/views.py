@@ -1,23 +1,20 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.selectors import category_get, category_list, product_get_by_sku, product_list
-from revopt.api import field_error
+from revopt.api import UNAUTHORIZED_RESPONSE, ErrorResponseSerializer, field_error
 from revopt.tenancy.api import MerchantAPIView
 
 from .serializers import (
     CategorySerializer,
-    ErrorResponseSerializer,
     ProductDetailSerializer,
     ProductListFilterSerializer,
     ProductPageSerializer,
     ProductSerializer,
 )
-
-_UNAUTHORIZED = OpenApiResponse(ErrorResponseSerializer, description="Missing, invalid or revoked API key.")
 
 
 class ProductPagination(LimitOffsetPagination):
@@ -29,7 +26,7 @@ class ProductListView(MerchantAPIView):
     @extend_schema(
         operation_id="products_list",
         parameters=[ProductListFilterSerializer],
-        responses={200: ProductPageSerializer, 400: ErrorResponseSerializer, 401: _UNAUTHORIZED},
+        responses={200: ProductPageSerializer, 400: ErrorResponseSerializer, 401: UNAUTHORIZED_RESPONSE},
         summary="Active products of the shop, filtered and paginated.",
     )
     def get(self, request: Request) -> Response:
@@ -52,7 +49,7 @@ class ProductListView(MerchantAPIView):
 class ProductDetailView(MerchantAPIView):
     @extend_schema(
         operation_id="products_retrieve",
-        responses={200: ProductDetailSerializer, 404: ErrorResponseSerializer, 401: _UNAUTHORIZED},
+        responses={200: ProductDetailSerializer, 404: ErrorResponseSerializer, 401: UNAUTHORIZED_RESPONSE},
         summary="One product by SKU (inactive products included, so old orders still resolve).",
     )
     def get(self, request: Request, sku: str) -> Response:
@@ -67,7 +64,7 @@ class ProductDetailView(MerchantAPIView):
 class CategoryListView(MerchantAPIView):
     @extend_schema(
         operation_id="categories_list",
-        responses={200: CategorySerializer(many=True), 401: _UNAUTHORIZED},
+        responses={200: CategorySerializer(many=True), 401: UNAUTHORIZED_RESPONSE},
         summary="The category tree as a flat list ordered by path; `parent` links the levels.",
     )
     def get(self, request: Request) -> Response:

@@ -1,6 +1,8 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from revopt.api import FieldErrorSerializer
+
 
 class EventBatchInputSerializer(serializers.Serializer):
     """The envelope only; each event is checked by the ingest service and answered on its own."""
@@ -11,11 +13,6 @@ class EventBatchInputSerializer(serializers.Serializer):
         max_length=settings.REVOPT["EVENT_BATCH_MAX"],
         help_text="Segment-spec events (track, identify, page), at most 1,000.",
     )
-
-
-class FieldErrorSerializer(serializers.Serializer):
-    field = serializers.CharField()
-    reason = serializers.CharField()
 
 
 class EventResultSerializer(serializers.Serializer):

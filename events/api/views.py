@@ -1,11 +1,11 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from events import services
-from revopt.api import field_error
+from revopt.api import UNAUTHORIZED_RESPONSE, ErrorResponseSerializer, field_error
 from revopt.tenancy.api import MerchantAPIView
 
 from .serializers import EventBatchInputSerializer, EventBatchOutputSerializer
@@ -55,7 +55,18 @@ class EventBatchView(MerchantAPIView):
             "200 when at least one event was accepted or already known; 400 when every event was rejected."
         ),
         request=EventBatchInputSerializer,
-        responses={200: EventBatchOutputSerializer, 400: EventBatchOutputSerializer},
+        responses={
+            200: EventBatchOutputSerializer,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="EventBatchRejected",
+                    serializers=[EventBatchOutputSerializer, ErrorResponseSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="Every event rejected (answered one by one), or the envelope itself is bad (`batch`).",
+            ),
+            401: UNAUTHORIZED_RESPONSE,
+        },
         examples=[
             OpenApiExample(
                 "Product viewed",
