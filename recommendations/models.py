@@ -71,13 +71,9 @@ class PlacementRule(MerchantOwned):
     allowed_categories = models.ManyToManyField("catalog.Category", blank=True, related_name="+")
     max_per_category = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
     # Maximal marginal relevance: 1.0 is pure relevance, lower trades relevance for variety.
-    mmr_lambda = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
-    )
+    mmr_lambda = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     # Each impression of an item the visitor did not click multiplies its score by this factor.
-    impression_discount = models.FloatField(
-        default=0.85, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
-    )
+    impression_discount = models.FloatField(default=0.85, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     impression_window_days = models.PositiveIntegerField(default=7)
     default_k = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1), MaxValueValidator(100)])
     updated_at = models.DateTimeField(auto_now=True)
@@ -197,6 +193,8 @@ class ServedRecommendation(MerchantOwned):
     anonymous_id = models.CharField(max_length=100, blank=True, default="")
     session_external_id = models.CharField(max_length=100, blank=True, default="")
     product_ids = models.JSONField(default=list)
+    # len(product_ids), so impressions aggregate in the database without JSON functions.
+    item_count = models.PositiveIntegerField(default=0)
     version = models.ForeignKey(RecommenderVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     source = models.CharField(max_length=16, choices=ServedSource.choices)
     created_at = models.DateTimeField()

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("events.api.urls")),
+    path("", include("recommendations.api.urls")),
 ]
 
 urlpatterns = [
@@ -15,5 +16,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("recommendations/", include("recommendations.urls")),
     path("", include("revopt.dashboard.urls")),
 ]

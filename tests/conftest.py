@@ -5,6 +5,27 @@ from revopt.tenancy.services import api_key_create
 from tests.factories.tenancy import MerchantFactory
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cache():
+    """Each test gets its own cache namespace: cached lists must not outlive the test's database rows.
+
+    A fresh key prefix rather than cache.clear(), which on Redis would flush the other xdist workers' keys.
+    """
+    import uuid
+
+    from django.core.cache import cache
+
+    from recommendations.cache import cache_reset_circuit
+    from recommendations.selectors import fallback_popularity_forget
+
+    previous = cache.key_prefix
+    cache.key_prefix = f"test-{uuid.uuid4().hex[:12]}"
+    cache_reset_circuit()
+    fallback_popularity_forget()
+    yield
+    cache.key_prefix = previous
+
+
 @pytest.fixture
 def merchant():
     return MerchantFactory(name="Acme Outdoor", slug="acme-outdoor")

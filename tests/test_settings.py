@@ -51,7 +51,7 @@ def test_production_uses_postgres_redis_and_real_workers():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         '["django.db.backends.postgresql", "redis://cache.internal:6379/0", false, '
-        '"django.core.cache.backends.redis.RedisCache", false]'
+        '"revopt.redis_cache.RedisCache", false]'
     )
 
 

@@ -4,7 +4,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from .models import ApiKey, Merchant
-from .selectors import api_key_for_raw_key
+from .selectors import api_key_for_raw_key_cached
 from .services import api_key_mark_used
 
 
@@ -35,7 +35,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if scheme.lower() not in ("bearer", "api-key") or not credentials.strip():
                 raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <api key>'.")
             raw_key = credentials.strip()
-        api_key = api_key_for_raw_key(raw_key=raw_key)
+        api_key = api_key_for_raw_key_cached(raw_key=raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("API key is invalid or revoked.")
         api_key_mark_used(api_key=api_key)

@@ -1,5 +1,7 @@
 import hmac
+import time
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from .models import ApiKey, Merchant, Role, StaffMembership
@@ -17,6 +19,43 @@ def api_key_for_raw_key(*, raw_key: str) -> ApiKey | None:
     if not hmac.compare_digest(api_key.hashed_key, hash_api_key(raw_key)):
         return None
     return api_key
+
+
+# digest of a raw key → (monotonic expiry, the active key): storefront requests authenticate without a
+# query for a few seconds. Only valid keys are kept. `api_key_revoke` drops the entry of its own process
+# at once; other processes keep trusting a revoked key (or a deactivated merchant's) until it expires.
+_api_key_memo: dict[str, tuple[float, ApiKey]] = {}
+API_KEY_MEMO_LIMIT = 10_000
+
+
+def _api_key_memo_seconds() -> float:
+    return float(getattr(settings, "REVOPT", {}).get("API_KEY_CACHE_SECONDS", 10.0))
+
+
+def api_key_for_raw_key_cached(*, raw_key: str) -> ApiKey | None:
+    """`api_key_for_raw_key` behind this process's short-lived memo (see _api_key_memo)."""
+    digest = hash_api_key(raw_key)
+    now = time.monotonic()
+    memo = _api_key_memo.get(digest)
+    if memo is not None and memo[0] > now:
+        return memo[1]
+    api_key = api_key_for_raw_key(raw_key=raw_key)
+    seconds = _api_key_memo_seconds()
+    if api_key is None or seconds <= 0:
+        _api_key_memo.pop(digest, None)
+        return api_key
+    if len(_api_key_memo) >= API_KEY_MEMO_LIMIT:
+        _api_key_memo.clear()
+    _api_key_memo[digest] = (now + seconds, api_key)
+    return api_key
+
+
+def api_key_memo_forget(*, hashed_key: str | None = None) -> None:
+    """Drop one key's memo entry (a revocation), or every entry."""
+    if hashed_key is None:
+        _api_key_memo.clear()
+    else:
+        _api_key_memo.pop(hashed_key, None)
 
 
 def membership_for_user(*, user: AbstractBaseUser) -> StaffMembership | None:

@@ -87,6 +87,12 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: AbstractBaseUser | None = Non
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
         audit_log_write(merchant=api_key.merchant, actor=revoked_by, action="api_key.revoked", target=api_key)
+    # This process stops accepting the key at once (and again after commit, in case a request re-read
+    # it meanwhile); other processes within their memo's few seconds (selectors._api_key_memo).
+    from .selectors import api_key_memo_forget  # selectors imports this module
+
+    api_key_memo_forget(hashed_key=api_key.hashed_key)
+    transaction.on_commit(lambda: api_key_memo_forget(hashed_key=api_key.hashed_key))
     return api_key
 
 
