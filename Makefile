@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_SESSIONS ?= 20000
 export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
 
-.PHONY: install demo serve test test-postgres bench lint system-packages
+.PHONY: install demo serve test test-postgres bench bench-recommend lint system-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ demo: install
 	$(PY) manage.py setup_demo
 	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --if-empty
 	-$(PY) manage.py data_quality_report --merchant demo
+	-$(PY) manage.py train_recommenders --merchant demo
 	@echo ""
 	@echo "revopt demo at http://$(HOST):$(PORT)/  —  log in as demo / $${DEMO_PASSWORD:-revopt-demo} (platform admin: admin). Ctrl-C to stop."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
@@ -38,6 +39,9 @@ test-postgres: install system-packages
 
 bench: install
 	bin/with-services $(PY) bench/ingest.py
+
+bench-recommend: install
+	bin/with-services $(PY) bench/recommend.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,1 +1,4 @@
-"""Writes of the recommendations app: model versions and training (`versions`, `training`), placement rules and served lists (`placements`)."""
+"""Writes of the recommendations app.
+
+`versions` and `training`: model versions and training runs; `placements`: placement rules and served lists.
+"""

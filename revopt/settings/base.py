@@ -116,9 +116,13 @@ LOGOUT_REDIRECT_URL = "login"
 REDIS_URL = env.str("REDIS_URL", default="")
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "revopt.redis_cache.RedisCache", "LOCATION": REDIS_URL}}
+    # A dead Redis must cost a request a quarter second, not a hang (recommendations then answer from the DB).
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Room for a demo shop's published recommendation lists (one key per customer and product).
+    CACHES["default"]["OPTIONS"] = {"MAX_ENTRIES": 200_000}
 
 # --- Celery -----------------------------------------------------------------------------------
 # Without a broker the tasks run eagerly in-process, so the embedded default needs no services.
@@ -138,6 +142,19 @@ CELERY_BEAT_SCHEDULE = {
     "data-quality-reports": {
         "task": "events.tasks.data_quality_reports_run_all",
         "schedule": crontab(minute=15, hour="*/6"),
+    },
+    # Nightly, after the 00:15 data-quality report that opens (or closes) the training gate.
+    "recommenders-nightly": {
+        "task": "recommendations.tasks.recommender_train_all",
+        "schedule": crontab(minute=30, hour=3),
+    },
+}
+RECOMMENDER_TRAIN_SOFT_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_SOFT_TIME_LIMIT", default=50 * 60)
+RECOMMENDER_TRAIN_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_TIME_LIMIT", default=60 * 60)
+CELERY_TASK_ANNOTATIONS = {
+    "recommendations.tasks.recommender_train_task": {
+        "soft_time_limit": RECOMMENDER_TRAIN_SOFT_TIME_LIMIT,
+        "time_limit": RECOMMENDER_TRAIN_TIME_LIMIT,
     },
 }
 
@@ -175,6 +192,8 @@ REVOPT = {
     # Data-quality gate: a check fails when its share of offending rows exceeds the limit.
     "DATA_QUALITY_WINDOW_DAYS": env.int("REVOPT_DATA_QUALITY_WINDOW_DAYS", default=30),
     "DATA_QUALITY_VOLUME_DROP": env.float("REVOPT_DATA_QUALITY_VOLUME_DROP", default=0.5),
+    # A training older than the hard time limit was killed; a new one may start (see recommender_version_create).
+    "RECOMMENDER_TRAIN_TIME_LIMIT": RECOMMENDER_TRAIN_TIME_LIMIT,
 }
 
 LOGGING = {
