@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from .policy import CatalogBrowsePolicy, CatalogListing, StorefrontPolicy
+from .policy import ApiCallingPolicy, CatalogBrowsePolicy, CatalogListing, StorefrontPolicy
 from .session import ShopSimulator, SimulationStats
 from .world import World
 
@@ -140,6 +140,8 @@ class StorefrontDriver:
         self.world = world
         self.transport = transport
         self.policy = policy or CatalogBrowsePolicy(max_products=world.config.listing_size)
+        if isinstance(self.policy, ApiCallingPolicy):
+            self.policy.connect(transport)
         self.batch_size = batch_size
         self.now = now or (lambda: datetime.now(UTC))
         self.simulator = ShopSimulator(world=world, policy=self.policy)

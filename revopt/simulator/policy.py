@@ -2,8 +2,9 @@
 
 A policy sees only what a real storefront would: the shopper's ids and device, the category or search
 they asked for, the catalog as the API returned it, the cart. It never sees the world's ground truth,
-so a policy that does well here would do well on a real shop. Later issues add policies that call the
-recommendation, pricing and offer APIs.
+so a policy that does well here would do well on a real shop. Policies that call revopt's own APIs
+(`RecommendationPolicy`) get the driver's transport through `connect`, so they go through the same
+storefront API, routing and authentication as the shop's events.
 """
 
 from __future__ import annotations
@@ -11,19 +12,27 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .world import Incentive
 
+if TYPE_CHECKING:
+    from .driver import Transport
+
 __all__ = [
+    "ApiCallingPolicy",
+    "AttributingPolicy",
     "CartContext",
     "CartLine",
     "CatalogBrowsePolicy",
     "CatalogListing",
     "Incentive",
+    "RecommendationPolicy",
     "SessionContext",
     "StorefrontPolicy",
 ]
+
+RECOMMENDATIONS_PATH = "/api/v1/recommendations"
 
 
 class CatalogListing:
@@ -103,3 +112,95 @@ class CatalogBrowsePolicy:
 
     def incentive_for(self, cart_context: CartContext) -> Incentive | None:
         return None
+
+
+@runtime_checkable
+class ApiCallingPolicy(Protocol):
+    def connect(self, transport: Transport) -> None:
+        """Receive the transport the driver talks to the storefront API through."""
+        ...
+
+
+@runtime_checkable
+class AttributingPolicy(Protocol):
+    def recommendation_id_for(self, session_context: SessionContext, sku: str) -> str | None:
+        """The recommendation_id of the list the shopper opened `sku` from, or None if not from one."""
+        ...
+
+
+class RecommendationPolicy(CatalogBrowsePolicy):
+    """The shop with revopt's recommendations: a category page opens with what revopt recommends to
+    this shopper in that category (`GET /api/v1/recommendations`, placement home, k = the listing size),
+    then the rest of the category in the catalog's order.
+
+    A product the shopper opens from the recommended part carries that list's recommendation_id, which
+    the session sends as a storefront would (Product Clicked), so clicks, orders and revenue can be
+    attributed. When the API fails the page shows the catalog order, as a real storefront would, and
+    the failure is counted in `failures` (a simulation expects zero).
+    """
+
+    placement = "home"
+
+    def __init__(self, max_products: int = 60, transport: Transport | None = None) -> None:
+        super().__init__(max_products=max_products)
+        self.transport = transport
+        self.served_lists = 0
+        self.recommended_shown = 0
+        self.failures = 0
+        # Only the current session's list: the simulator runs one session at a time.
+        self._session_id: str | None = None
+        self._recommendation_id: str | None = None
+        self._recommended: frozenset[str] = frozenset()
+
+    def connect(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def products_to_show(self, session_context: SessionContext, catalog_listing: CatalogListing) -> list[str]:
+        self._session_id, self._recommendation_id, self._recommended = session_context.session_id, None, frozenset()
+        in_category = [
+            product
+            for product in catalog_listing.by_category.get(session_context.category_path, [])
+            if product.get("in_stock", True)
+        ]
+        if not in_category:
+            return []
+        category_skus = [product["sku"] for product in in_category]
+        answer = self._recommendations(session_context, category_id=(in_category[0].get("category") or {}).get("id"))
+        if answer is None:
+            return category_skus[: self.max_products]
+        allowed = set(category_skus)
+        recommended = list(dict.fromkeys(item["sku"] for item in answer["items"] if item["sku"] in allowed))
+        self._recommendation_id = answer["recommendation_id"]
+        self._recommended = frozenset(recommended)
+        self.served_lists += 1
+        self.recommended_shown += len(recommended)
+        rest = [sku for sku in category_skus if sku not in self._recommended]
+        return (recommended + rest)[: self.max_products]
+
+    def recommendation_id_for(self, session_context: SessionContext, sku: str) -> str | None:
+        if session_context.session_id != self._session_id or sku not in self._recommended:
+            return None
+        return self._recommendation_id
+
+    def _recommendations(self, session_context: SessionContext, *, category_id: int | None) -> dict | None:
+        from .driver import StorefrontAPIError
+
+        if self.transport is None:
+            raise RuntimeError("RecommendationPolicy needs a transport: the driver connects it")
+        params: dict[str, object] = {
+            "placement": self.placement,
+            "anonymous_id": session_context.anonymous_id,
+            "session_id": session_context.session_id,
+            "k": min(self.max_products, 100),
+            "device": session_context.device,
+            "at": session_context.started_at.isoformat(),
+        }
+        if session_context.user_id:
+            params["customer_id"] = session_context.user_id
+        if category_id is not None:
+            params["category"] = category_id
+        try:
+            return self.transport.get(RECOMMENDATIONS_PATH, params)
+        except StorefrontAPIError:
+            self.failures += 1
+            return None

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
-from .policy import CartContext, CartLine, CatalogListing, SessionContext, StorefrontPolicy
+from .policy import AttributingPolicy, CartContext, CartLine, CatalogListing, SessionContext, StorefrontPolicy
 from .world import CHANNELS, DEVICES, ShopperState, World, stable_id
 
 _USER_AGENTS = {
@@ -123,7 +123,7 @@ class ShopSimulator:
         clock = [start]
 
         def emit(
-            kind: str, name: str | None, properties: dict, *, gap: float = 30.0, traits: dict | None = None
+            kind: str, name: str | None, properties: dict, *, gap: float | None = 30.0, traits: dict | None = None
         ) -> None:
             event = {
                 "type": kind,
@@ -142,7 +142,9 @@ class ShopSimulator:
                 event["traits"] = traits
             self._message_counter += 1
             events.append(event)
-            clock[0] += timedelta(seconds=1.0 + float(rng.exponential(gap)))
+            # gap=None: a fixed second and no random draw, so an event only some policies send (a click on
+            # a recommended product) leaves every other draw of the session as it would have been.
+            clock[0] += timedelta(seconds=1.0 if gap is None else 1.0 + float(rng.exponential(gap)))
 
         def log_in() -> None:
             nonlocal logged_in
@@ -184,6 +186,22 @@ class ShopSimulator:
         ]
         product_idx = np.array([world.product_index_by_sku[product["sku"]] for product in shown], dtype=np.int64)
         prices = np.array([self.policy.price_of(product) for product in shown], dtype=float)
+
+        attributing = isinstance(self.policy, AttributingPolicy)
+
+        def recommendation_of(position: int) -> dict:
+            """`{"recommendation_id": ...}` if the shopper opens this product from a recommended list."""
+            if not attributing:
+                return {}
+            recommendation_id = self.policy.recommendation_id_for(session_context, shown[position]["sku"])
+            return {"recommendation_id": recommendation_id} if recommendation_id else {}
+
+        def open_product(position: int, *, gap: float) -> None:
+            recommendation = recommendation_of(position)
+            if recommendation:
+                emit("track", "Product Clicked", product_properties(position, **recommendation), gap=None)
+            emit("track", "Product Viewed", product_properties(position), gap=gap)
+            stats.product_views += 1
 
         def product_properties(position: int, **extra: object) -> dict:
             product = shown[position]
@@ -244,26 +262,33 @@ class ShopSimulator:
             else:
                 viewed.pop()
         for position in viewed:
-            emit("track", "Product Viewed", product_properties(int(position)), gap=60.0)
-            stats.product_views += 1
+            open_product(int(position), gap=60.0)
 
         cart: list[tuple[int, int]] = []
         cart_id = stable_id(self.seed, "cart", session_number)
         if bought:
-            emit("track", "Product Viewed", product_properties(choice), gap=45.0)
-            stats.product_views += 1
+            open_product(choice, gap=45.0)
             quantity = 2 if rng.random() < config.quantity_two_prob else 1
             cart.append((choice, quantity))
-            emit("track", "Product Added", product_properties(choice, quantity=quantity, cart_id=cart_id), gap=20.0)
+            emit(
+                "track",
+                "Product Added",
+                product_properties(choice, quantity=quantity, cart_id=cart_id, **recommendation_of(choice)),
+                gap=20.0,
+            )
             if len(shown) > 1 and rng.random() < config.second_item_prob:
                 weights = probabilities[:-1].copy()
                 weights[choice] = 0.0
                 second = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum()))
                 second = min(second, len(shown) - 1)
-                emit("track", "Product Viewed", product_properties(second), gap=40.0)
-                stats.product_views += 1
+                open_product(second, gap=40.0)
                 cart.append((second, 1))
-                emit("track", "Product Added", product_properties(second, quantity=1, cart_id=cart_id), gap=20.0)
+                emit(
+                    "track",
+                    "Product Added",
+                    product_properties(second, quantity=1, cart_id=cart_id, **recommendation_of(second)),
+                    gap=20.0,
+                )
 
         if cart:
             stats.carts += 1

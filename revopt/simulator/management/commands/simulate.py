@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revopt.simulator.driver import HttpTransport
+from revopt.simulator.policy import CatalogBrowsePolicy, RecommendationPolicy, StorefrontPolicy
 from revopt.simulator.selectors import simulation_run_latest
 from revopt.simulator.services import simulation_run
 from revopt.simulator.world import WorldConfig
@@ -20,6 +21,12 @@ _STATS_ROWS = (
 )
 
 
+POLICIES: dict[str, type[StorefrontPolicy]] = {
+    "catalog": CatalogBrowsePolicy,
+    "recommendations": RecommendationPolicy,
+}
+
+
 class Command(BaseCommand):
     help = "Simulate a shop with known ground truth and send its shoppers through the storefront API."
 
@@ -32,6 +39,12 @@ class Command(BaseCommand):
         parser.add_argument("--if-empty", action="store_true", help="do nothing if the merchant has a completed run")
         parser.add_argument("--base-url", help="send to a running server instead of in-process (needs --api-key)")
         parser.add_argument("--api-key", help="the merchant's storefront API key, with --base-url")
+        parser.add_argument(
+            "--policy",
+            choices=sorted(POLICIES),
+            default="catalog",
+            help="what the storefront shows: the catalog's order, or revopt's recommendations first",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options) -> None:
@@ -53,9 +66,14 @@ class Command(BaseCommand):
             n_categories=min(12, options["products"]),
         )
         transport = HttpTransport(options["base_url"], options["api_key"]) if options["base_url"] else None
+        policy = POLICIES[options["policy"]](max_products=config.listing_size)
         try:
             run = simulation_run(
-                merchant=merchant, config=config, transport=transport, progress=not options["no_progress"]
+                merchant=merchant,
+                config=config,
+                policy=policy,
+                transport=transport,
+                progress=not options["no_progress"],
             )
         except ValueError as error:
             raise CommandError(str(error)) from error
@@ -70,3 +88,8 @@ class Command(BaseCommand):
             else:
                 shown = f"{value:,}"
             self.stdout.write(f"  {label:<{width}}  {shown:>14}")
+        if isinstance(policy, RecommendationPolicy):
+            self.stdout.write(
+                f"  {'rec. lists':<{width}}  {policy.served_lists:>14,}\n"
+                f"  {'rec. failures':<{width}}  {policy.failures:>14,}"
+            )
