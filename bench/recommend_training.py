@@ -43,6 +43,7 @@ from recommendations.engine.dataset import (  # noqa: E402
     Users,
 )
 from recommendations.engine.popularity import popularity_scores, ranked  # noqa: E402
+from recommendations.engine.precomputed import precomputed_to_bytes  # noqa: E402
 from recommendations.engine.ranker import history_matrix  # noqa: E402
 from recommendations.engine.training import train  # noqa: E402
 
@@ -196,6 +197,8 @@ def run(size: int, *, profile: bool) -> dict:
     print(f"  popularity  {popular_seconds:7.2f} s  (train is {train_seconds / popular_seconds:,.0f}× it)")
     if als_seconds is not None:
         print(f"  ALS fit     {als_seconds:7.1f} s  (train is {train_seconds / als_seconds:.1f}× it)")
+    artifact_seconds, artifact = _time(lambda: precomputed_to_bytes(precomputed))
+    print(f"  artifact    {len(artifact) / 1e6:7.1f} MB compressed, pickled in {artifact_seconds:.1f} s")
     print(
         f"  lists: {len(precomputed.for_customer):,} shoppers with candidates, "
         f"{len(precomputed.bought_together):,} products with rules, {len(precomputed.similar_content):,} "

@@ -36,6 +36,9 @@ from .services.versions import (
     recommender_version_activate,
 )
 
+# The metric order of engine.evaluation.format_table (not imported: the admin must not load the ML stack).
+EVALUATION_COLUMNS = ("precision@10", "recall@10", "ndcg@10", "map@10", "coverage", "novelty", "fit_seconds")
+
 STATUS_COLOURS = {
     VersionStatus.TRAINING: "#175cd3",
     VersionStatus.CANDIDATE: "#6941c6",
@@ -178,7 +181,11 @@ class RecommenderVersionAdmin(MerchantScopedAdmin):
         rows = version.evaluation or []
         if not rows:
             return "—"
-        keys = list(dict.fromkeys(key for row in rows for key in row))
+        # PostgreSQL's jsonb does not keep key order: the ranker and its seeds first, then the
+        # metrics in the order the engine reports them, then anything else.
+        known = ("ranker", "seeds", *EVALUATION_COLUMNS)
+        stored = set(key for row in rows for key in row)
+        keys = [key for key in known if key in stored] + sorted(stored.difference(known))
         # compare() writes a mean and its "<metric>_sd" per metric: one "mean ± sd" cell each.
         with_sd = {key for key in keys if f"{key}_sd" in keys}
         columns = [key for key in keys if not (key.endswith("_sd") and key[:-3] in with_sd)]

@@ -29,8 +29,11 @@ __all__ = [
     "RANKERS",
     "compare",
     "evaluate_precomputed",
+    "fit_ranker",
     "format_table",
     "holdout_metrics",
+    "ranked_lists",
+    "score_scorer",
     "temporal_split",
 ]
 

@@ -1,16 +1,21 @@
-"""revopt's personal ranker: the collaborative core that `for_customer` serves.
+"""revopt's personal ranker: the collaborative core that `for_customer` serves. Two stages.
 
-Signals, each standardised per user over the catalog, blended linearly:
-- "ease": EASE, the linear item-to-item model (`collaborative.py`), the anchor of the blend;
-- "hybrid": the LightFM hybrid (`hybrid.py`: WARP with category / brand / price band and segment / device);
-- "als": implicit's ALS factorisation, when `implicit` is installed;
-- "popularity": how many customers interacted with the item;
-- "recent": popularity at the customer's time, i.e. interactions in the window before the customer's
-  latest one (for today's shoppers "popular lately"; it never looks past the customer's own time).
+1. A blend of signals, each standardised per user over the catalog, proposes candidates:
+   - "ease": EASE, the linear item-to-item model (`collaborative.py`), the anchor of the blend;
+   - "hybrid": the LightFM hybrid (`hybrid.py`: WARP with category / brand / price band and
+     segment / device);
+   - "als": implicit's ALS factorisation, when `implicit` is installed;
+   - "popularity": how many customers interacted with the item;
+   - "recent": popularity at the customer's time, i.e. interactions in the window before the
+     customer's latest one (for today's shoppers "popular lately"; it never looks past their time).
+2. A gradient-boosted re-ranker (`rerank.py`) re-orders the blend's top candidates with those
+   signals plus time and taste context.
 
-EASE's regularisation, how much a customer's recent history outweighs older history, the popularity
-window and the blend weights are chosen on an inner temporal split of the training data (never on an
-evaluation holdout); then every part is refitted on all of it with the chosen settings.
+Everything is chosen on an inner temporal split of the training data, never on an evaluation
+holdout: EASE's regularisation and how much recent history counts (for NDCG@10), the popularity
+window and blend weights (for the recall of the candidates the re-ranker sees, or NDCG@10 when the
+data is too small to train one), and the re-ranker itself (labels: the inner split's held-out items).
+Then every model is refitted on all of the data with the chosen settings.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from recommendations.engine.collaborative import (
 from recommendations.engine.dataset import TrainingData, TrainingParams
 from recommendations.engine.hybrid import HybridModel, fit_hybrid
 from recommendations.engine.rerank import (
+    MAX_TRAINING_USERS,
     MIN_POSITIVES,
     RECENT_WINDOWS,
     RERANK_CANDIDATES,
@@ -42,9 +48,6 @@ from recommendations.engine.rerank import (
     build_context,
     candidate_features,
     fit_reranker,
-)
-from recommendations.engine.rerank import (
-    TRAINING_USERS as RERANK_TRAINING_USERS,
 )
 from recommendations.engine.signals import SECONDS_PER_DAY, kind_weights, top_k_dense
 from recommendations.engine.validation import sample_users, seen_matrix, validation_set
@@ -239,7 +242,10 @@ def fit_parts(
         covered=covered,
         gram=gram_matrix(history, covered),
         hybrid=fit_hybrid(history, items=data.items, users=data.users, seed=seed, threads=threads),
-        als=fit_als(history, seed=seed, threads=threads) if als_available() else None,
+        # ALS's cost grows with factors²: large data gets half the factors.
+        als=fit_als(history, factors=64 if history.nnz <= LARGE_DATA else 32, seed=seed, threads=threads)
+        if als_available()
+        else None,
         popularity=np.log1p(np.asarray((history > 0).sum(axis=0)).ravel()).astype(np.float32),
         recent=recent_popularity(data),
         context=build_context(data),
@@ -420,8 +426,8 @@ def tune(
         progress(0.7, "ranker: blend chosen")
 
     learners = np.arange(len(users))
-    if len(learners) > RERANK_TRAINING_USERS:
-        learners = np.sort(np.random.default_rng(seed).choice(learners, RERANK_TRAINING_USERS, replace=False))
+    if len(learners) > MAX_TRAINING_USERS:
+        learners = np.sort(np.random.default_rng(seed).choice(learners, MAX_TRAINING_USERS, replace=False))
     _, _, candidates, features = rerank_inputs(parts, users[learners], ease, config)
     labels = validation.is_relevant(candidates, rows=learners).ravel()
     reranker = fit_reranker(features, labels, seed=seed, fast=len(data.interactions) > LARGE_DATA)

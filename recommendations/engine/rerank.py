@@ -28,7 +28,7 @@ from recommendations.engine.signals import SECONDS_PER_DAY
 # on MovieLens re-ranking 50 or 100 scores the same, and prediction time grows with the count.
 RERANK_CANDIDATES = 50
 # The re-ranker learns from at most this many held-out customers of the inner split.
-TRAINING_USERS = 1_500
+MAX_TRAINING_USERS = 1_500
 RECENT_WINDOWS = (1, 4, 16)
 MIN_POSITIVES = 30
 DAYS_PER_YEAR = 365.25
