@@ -4,14 +4,19 @@ import pytest
 from recommendations.engine.dataset import TrainingParams
 from recommendations.engine.ranker import (
     BlendConfig,
+    RevoptRanker,
+    Tuned,
     blend,
+    checked_reranker,
     fit_revopt,
     history_age_days,
     history_matrix,
     recent_popularity,
+    rerank_inputs,
     standardise,
     tune,
 )
+from recommendations.engine.rerank import fit_reranker
 from tests.recommendations.engine.data import clustered_shop, make_data
 
 
@@ -85,8 +90,7 @@ def test_the_tuned_ranker_prefers_each_customer_s_own_taste():
     # when
     ranker = fit_revopt(data, TrainingParams(), seed=0, threads=1)
 
-    # then: the blend was chosen on an inner split, and a re-ranker learnt from it
-    assert ranker.tuned.reranker is not None
+    # then: the blend was chosen on an inner split
     assert ranker.config.weights["ease"] == 1.0
     scores = ranker.scores(np.arange(200))
     seen = ranker.parts.seen.toarray() > 0
@@ -96,16 +100,23 @@ def test_the_tuned_ranker_prefers_each_customer_s_own_taste():
     assert own_taste.mean() > 0.9
 
 
+def _with_reranker(ranker: RevoptRanker, users: np.ndarray) -> RevoptRanker:
+    """The same ranker with a re-ranker that learnt to favour odd item indexes."""
+    _, _, candidates, features = rerank_inputs(ranker.parts, users, ranker.ease, ranker.config)
+    reranker = fit_reranker(features, (candidates % 2 == 1).ravel(), seed=0)
+    return RevoptRanker(tuned=Tuned(config=ranker.config, reranker=reranker), parts=ranker.parts, ease=ranker.ease)
+
+
 def test_top_follows_the_order_of_scores_over_unseen_items():
     # given
-    data = clustered_shop(users=200, items=40, purchases=8)
-    ranker = fit_revopt(data, TrainingParams(), seed=0, threads=1)
+    data = clustered_shop(users=200, items=80, purchases=8)
+    ranker = _with_reranker(fit_revopt(data, TrainingParams(), seed=0, threads=1), np.arange(200))
     users = np.arange(10)
 
     # when
     items, scores = ranker.top(users, 30)
 
-    # then
+    # then: the re-ranked head (odd items first) and the blend's tail agree with the dense scores
     dense = ranker.scores(users)
     dense[ranker.parts.seen[users].toarray() > 0] = -np.inf
     for row in range(len(users)):
@@ -113,6 +124,28 @@ def test_top_follows_the_order_of_scores_over_unseen_items():
         assert np.all(np.diff(scores[row][finite]) <= 0)
         listed = items[row][finite]
         unlisted = np.setdiff1d(np.flatnonzero(np.isfinite(dense[row])), listed)
-        assert np.isfinite(dense[row, listed]).all()
         assert dense[row, listed].min() >= dense[row, unlisted].max(initial=-np.inf)
         assert scores[row][finite] == pytest.approx(dense[row, listed])
+        assert (listed[:5] % 2 == 1).all()
+
+
+def test_a_reranker_is_kept_only_when_it_beats_the_blend_order_out_of_sample():
+    # given: 400 customers × 20 candidates in the blend's order; feature 0 flags the relevant ones
+    generator = np.random.default_rng(0)
+    scattered = generator.random((400, 20)) < 0.15
+    informative = np.column_stack(
+        [scattered.ravel() + 0.1 * generator.normal(size=8_000), generator.normal(size=8_000)]
+    )
+    # the blend already puts every relevant candidate first, and the features are noise
+    ordered = np.zeros((400, 20), dtype=bool)
+    ordered[:, :3] = True
+    noise = generator.normal(size=(8_000, 2))
+    ideal = np.full(400, 1 + 1 / np.log2(3) + 1 / np.log2(4))
+
+    # when
+    kept = checked_reranker(informative.astype(np.float32), scattered, ideal=ideal, seed=0, fast=False)
+    dropped = checked_reranker(noise.astype(np.float32), ordered, ideal=ideal, seed=0, fast=False)
+
+    # then
+    assert kept is not None
+    assert dropped is None

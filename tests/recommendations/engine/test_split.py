@@ -45,8 +45,8 @@ def test_a_held_out_item_the_user_already_viewed_before_the_cut_is_dropped():
     events = [(0, item, "purchase", 20 - item) for item in range(10)] + [(0, 9, "view", 40)]
     data = make_data(events, items=10, users=1)
 
-    # when
-    train, holdout = temporal_split(data)
+    # when: only purchases count as hits
+    train, holdout = temporal_split(data, positive_kinds=("purchase",))
 
     # then
     assert holdout == {0: {8}}
@@ -64,3 +64,16 @@ def test_orders_after_the_cut_leave_train():
     # then
     assert len(train.baskets) == 1
     assert train.baskets.item.tolist() == [0, 1]
+
+
+def test_by_default_every_kind_of_engagement_is_a_hit():
+    # given: a shopper who only views; five distinct products, one after the other
+    events = [(0, item, "view", 10 - item) for item in range(5)] + [(0, 0, "purchase", 9.5)]
+    data = make_data(events, items=5, users=1)
+
+    # when
+    train, holdout = temporal_split(data)
+
+    # then: the last product viewed is held out, the earlier ones (and the purchase) stay in train
+    assert holdout == {0: {4}}
+    assert sorted(set(train.interactions.item.tolist())) == [0, 1, 2, 3]
