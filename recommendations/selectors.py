@@ -927,6 +927,29 @@ def _more_item_lists(
     lists.items.update(more)
 
 
+def _record_served(
+    merchant: Merchant,
+    placement: str,
+    product_ids: list[int],
+    sources: _Sources,
+    now: datetime,
+    visitor: _Visitor | None,
+    anonymous_id: str | None,
+    session_id: str | None,
+) -> uuid.UUID:
+    return served_recommendation_record(
+        merchant=merchant,
+        placement=placement,
+        product_ids=product_ids,
+        source=sources.source,
+        created_at=now,
+        customer_id=visitor.customer_id if visitor is not None else None,
+        anonymous_id=anonymous_id or "",
+        session_external_id=session_id or "",
+        version_id=sources.version[1] if sources.version else None,
+    ).id
+
+
 def recommendations_for(
     *,
     merchant: Merchant,
@@ -1052,17 +1075,9 @@ def recommendations_for(
 
     recommendation_id = None
     if record:
-        recommendation_id = served_recommendation_record(
-            merchant=merchant,
-            placement=placement,
-            product_ids=[item.product_id for item in items],
-            source=sources.source,
-            created_at=now,
-            customer_id=visitor.customer_id if visitor is not None else None,
-            anonymous_id=anonymous_id or "",
-            session_external_id=session_id or "",
-            version_id=sources.version[1] if sources.version else None,
-        ).id
+        recommendation_id = _record_served(
+            merchant, placement, [item.product_id for item in items], sources, now, visitor, anonymous_id, session_id
+        )
         if visitor_key and personal and view.cache_ok and items:
             shown = [item.product_id for item in items]
             _remember_impressions(
@@ -1149,17 +1164,10 @@ def search_rerank(
 
     recommendation_id = None
     if record and scored:
-        recommendation_id = served_recommendation_record(
-            merchant=merchant,
-            placement=Placement.SEARCH,
-            product_ids=[item.product_id for item in scored],
-            source=sources.source,
-            created_at=now,
-            customer_id=visitor.customer_id if visitor is not None else None,
-            anonymous_id=anonymous_id or "",
-            session_external_id=session_id or "",
-            version_id=sources.version[1] if sources.version else None,
-        ).id
+        shown = [item.product_id for item in scored]
+        recommendation_id = _record_served(
+            merchant, Placement.SEARCH, shown, sources, now, visitor, anonymous_id, session_id
+        )
     return RerankResult(
         items=scored,
         unknown_product_ids=unknown,

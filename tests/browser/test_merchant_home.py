@@ -4,47 +4,22 @@ Drives Debian's system Chromium (`bin/system-packages chromium`) through Playwri
 downloads a browser here. Screenshots land in var/screenshots/ for a human to look at.
 """
 
-import os
 import random
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from events.models import Event, Order, OrderLine, Session
 from revopt.simulator.models import SimulationRun
 from revopt.tenancy.models import Role
 from revopt.tenancy.services import merchant_create, staff_member_create
+from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS
 from tests.factories.catalog import CategoryFactory, ProductFactory
 from tests.factories.events import CustomerFactory, DataQualityReportFactory
 
-# Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a thread with
-# a running loop unless told the calls are safe, which they are here (one thread, no async code).
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "browser-test-password"
-SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"system Chromium not found at {CHROMIUM}; install it with `bin/system-packages chromium`",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 PRODUCTS = [
     ("Alpine 2P Tent", "Tents", "289.00"),
@@ -154,18 +129,6 @@ def shop(transactional_db):
     merchant = merchant_create(name="Demo Outdoor Co.", slug="demo-outdoor")
     staff_member_create(username="casey", password=PASSWORD, role=Role.MERCHANT_MANAGER, merchant=merchant)
     return _seed_shop(merchant)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,44 +4,21 @@ Drives Debian's system Chromium through Playwright, like test_merchant_home.py. 
 var/screenshots/.
 """
 
-import os
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from recommendations.models import VersionStatus
 from revopt.tenancy.models import Role
 from revopt.tenancy.services import merchant_create, staff_member_create
+from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS
 from tests.factories.events import CustomerFactory, EventFactory
 from tests.factories.recommendations import RecommenderVersionFactory, ServedRecommendationFactory
 from tests.recommendations.serving_shop import build_shop
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "browser-test-password"
-SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"system Chromium not found at {CHROMIUM}; install it with `bin/system-packages chromium`",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 
 @pytest.fixture
@@ -77,18 +54,6 @@ def shop(transactional_db):
                     properties={"recommendation_id": str(served.pk)},
                 )
     return {"impressions": impressions}
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.mark.django_db(transaction=True)
