@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from catalog.models import Category
-from revopt.tenancy.admin_base import MerchantScopedAdmin, merchant_for_request
+from revopt.tenancy.admin_base import MerchantScopedAdmin, ReadOnlyAdminMixin, merchant_for_request
 from revopt.tenancy.models import Merchant
 
 from .models import (
@@ -64,7 +64,7 @@ class TrainNowForm(forms.Form):
 
 
 @admin.register(RecommenderVersion)
-class RecommenderVersionAdmin(MerchantScopedAdmin):
+class RecommenderVersionAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
     """Read-only history of trainings, with rollback and "Train now"; every change goes through a service."""
 
     list_display = [
@@ -105,15 +105,6 @@ class RecommenderVersionAdmin(MerchantScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The artifact runs to megabytes; lists and detail pages never need it.
         return super().get_queryset(request).defer("artifact")
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_activate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("recommendations.change_recommenderversion")

@@ -1208,6 +1208,20 @@ class PlacementPerformance:
     attributed_revenue: Decimal
 
 
+def placement_figures_sum(rows: Sequence[PlacementDay | PlacementPerformance]) -> dict[str, object]:
+    """The figures of several days or placements added up (the CTR recomputed, not averaged)."""
+    impressions = sum(row.impressions for row in rows)
+    clicks = sum(row.clicks for row in rows)
+    return {
+        "lists_served": sum(row.lists_served for row in rows),
+        "impressions": impressions,
+        "clicks": clicks,
+        "ctr": clicks / impressions if impressions else 0.0,
+        "attributed_orders": sum(row.attributed_orders for row in rows),
+        "attributed_revenue": sum((row.attributed_revenue for row in rows), Decimal("0.00")),
+    }
+
+
 def _served_placement(merchant_id: int, recommendation_id: F | OuterRef) -> Subquery:
     return Subquery(
         ServedRecommendation.objects.for_merchant(merchant_id).filter(pk=recommendation_id).values("placement")[:1]
@@ -1325,19 +1339,9 @@ def placement_performance(
                     attributed_revenue=Decimal(values.get("revenue") or 0).quantize(Decimal("0.01")),
                 )
             )
-        impressions_total = sum(day.impressions for day in placement_days)
-        clicks_total = sum(day.clicks for day in placement_days)
         report.append(
             PlacementPerformance(
-                placement=placement,
-                label=str(label),
-                days=placement_days,
-                lists_served=sum(day.lists_served for day in placement_days),
-                impressions=impressions_total,
-                clicks=clicks_total,
-                ctr=clicks_total / impressions_total if impressions_total else 0.0,
-                attributed_orders=sum(day.attributed_orders for day in placement_days),
-                attributed_revenue=sum((day.attributed_revenue for day in placement_days), Decimal("0.00")),
+                placement=placement, label=str(label), days=placement_days, **placement_figures_sum(placement_days)
             )
         )
     return report

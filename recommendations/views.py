@@ -8,7 +8,6 @@ Views stay thin: who may see which merchant comes from the dashboard's access ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -30,6 +29,7 @@ from .selectors import (
     PlacementPerformance,
     RecommendationRequestError,
     RecommendationResult,
+    placement_figures_sum,
     placement_performance,
     recommendations_for,
 )
@@ -139,41 +139,15 @@ def _version_rows(versions: list[RecommenderVersion]) -> list[VersionRow]:
 
 
 def _totals(performance: list[PlacementPerformance]) -> PlacementPerformance:
-    impressions = sum(item.impressions for item in performance)
-    clicks = sum(item.clicks for item in performance)
-    return PlacementPerformance(
-        placement="all",
-        label="All placements",
-        days=[],
-        lists_served=sum(item.lists_served for item in performance),
-        impressions=impressions,
-        clicks=clicks,
-        ctr=clicks / impressions if impressions else 0.0,
-        attributed_orders=sum(item.attributed_orders for item in performance),
-        attributed_revenue=sum((item.attributed_revenue for item in performance), Decimal("0.00")),
-    )
+    return PlacementPerformance(placement="all", label="All placements", days=[], **placement_figures_sum(performance))
 
 
 def _daily_totals(performance: list[PlacementPerformance]) -> list[PlacementDay]:
     """Every placement's figures added up per day (the selector gives each placement the same days)."""
-    if not performance:
-        return []
-    totals = []
-    for same_day in zip(*(item.days for item in performance), strict=True):
-        impressions = sum(day.impressions for day in same_day)
-        clicks = sum(day.clicks for day in same_day)
-        totals.append(
-            PlacementDay(
-                day=same_day[0].day,
-                lists_served=sum(day.lists_served for day in same_day),
-                impressions=impressions,
-                clicks=clicks,
-                ctr=clicks / impressions if impressions else 0.0,
-                attributed_orders=sum(day.attributed_orders for day in same_day),
-                attributed_revenue=sum((day.attributed_revenue for day in same_day), Decimal("0.00")),
-            )
-        )
-    return totals
+    return [
+        PlacementDay(day=same_day[0].day, **placement_figures_sum(same_day))
+        for same_day in zip(*(item.days for item in performance), strict=True)
+    ]
 
 
 def _preview(*, merchant: Merchant, reference: str) -> Preview:
