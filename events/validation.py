@@ -49,6 +49,8 @@ TRACK_EVENTS = (
         "Coupon Applied",
         "Coupon Denied",
         "Coupon Removed",
+        # Segment's e-mail spec: the unsubscribe-rate guardrail of experiments counts it.
+        "Unsubscribed",
     }
 )
 # Segment's identify and page calls are stored under these names beside the track events.
