@@ -1,0 +1,1 @@
+"""Reads: assignments for the storefront and other apps, metric sums for analysis, screen data."""

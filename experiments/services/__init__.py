@@ -1,0 +1,1 @@
+"""Writes: experiment lifecycle, assignment, bandit reallocation, analysis snapshots."""
