@@ -59,3 +59,7 @@ class LiftEstimate:
     relative_interval: Interval
     p_value: float
     confidence: float  # e.g. 0.95, the level of both intervals
+    # What the intervals were built from, so they can be rebuilt at another level (Holm, `multiple.py`).
+    control_variance: float | None = None  # variance of the control's value
+    treatment_variance: float | None = None
+    degrees_of_freedom: float | None = None  # None: normal (z)
