@@ -138,6 +138,10 @@ def customer_merge(*, source: Customer, target: Customer) -> None:
     Session.objects.filter(scope).update(customer_id=target.pk)
     Order.objects.filter(scope).update(customer_id=target.pk)
     AnonymousIdentity.objects.filter(scope).update(customer_id=target.pk)
+    # Experiments' exposures follow too: the shopper keeps the variant they saw before logging in.
+    from experiments.services.assignment import exposures_merge  # experiments builds on events
+
+    exposures_merge(merchant_id=source.merchant_id, source_id=source.pk, target_id=target.pk)
     Customer.objects.filter(pk=source.pk).update(merged_into_id=target.pk)
     if source.created_at < target.created_at:
         Customer.objects.filter(pk=target.pk).update(created_at=source.created_at)

@@ -26,7 +26,6 @@ from django.db.models import (
     Count,
     DecimalField,
     F,
-    IntegerField,
     OuterRef,
     Subquery,
     Sum,
@@ -36,11 +35,13 @@ from django.db.models import (
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, Lower, Replace, TruncDate
+from django.db.models.functions import Cast, Lower, Replace, TruncDate
 from django.utils import timezone
 
 from catalog.models import Category, Product
 from events.models import AnonymousIdentity, Customer, Event, Order, OrderLine, OrderStatus, Session
+from experiments.models import Surface
+from experiments.services.assignment import surface_assignment
 from revopt.tenancy.models import Merchant
 
 from . import cache
@@ -95,6 +96,10 @@ DEFAULT_POLICY = PlacementPolicy()
 # Reasons whose `because_of` is a category id (the others name a product).
 CATEGORY_REASONS = ("trending", "new_arrival")
 FALLBACK_SENTENCES = {"trending": "Trending right now", "new_arrival": "Just arrived"}
+# Variant configs of experiments on the recommendations surface: {"strategy": "popularity"} serves the
+# non-personal mix; "hybrid" (or no experiment) the trained hybrid ranker.
+STRATEGY_POPULARITY = "popularity"
+STRATEGY_HYBRID = "hybrid"
 
 
 class RecommendationRequestError(ValueError):
@@ -128,6 +133,14 @@ class RecommendedItem:
 
 
 @dataclass(frozen=True)
+class ServedExperiment:
+    """The experiment variant whose strategy shaped the list."""
+
+    key: str
+    variant: str
+
+
+@dataclass(frozen=True)
 class RecommendationResult:
     items: list[RecommendedItem]
     recommendation_id: uuid.UUID | None  # None when the list was not recorded (previews)
@@ -136,6 +149,7 @@ class RecommendationResult:
     degraded: bool
     version: int | None
     customer_id: int | None = None
+    experiment: ServedExperiment | None = None
 
 
 @dataclass(frozen=True)
@@ -492,48 +506,46 @@ def fallback_popularity(
     """
     until = now or timezone.now()
     since = until - timedelta(days=FALLBACK_WINDOW_DAYS)
-    # The window's minute is part of the key: a request `at` another moment gets its own answer.
-    key = (merchant_id, category_ids, int(since.timestamp() // 60))
+    # The hour of `now` is part of the key: a request `at` another moment gets its own answer, while the
+    # many requests of one simulated (or replayed) hour share one aggregate.
+    key = (merchant_id, category_ids, int(until.timestamp() // 3600))
     memo = _fallback_memo.get(key)
     if memo is not None and memo[0] > time.monotonic():
         return memo[1]
-    bought = (
-        OrderLine.objects.filter(
-            merchant_id=merchant_id,
-            product_id=OuterRef("pk"),
-            order__placed_at__gte=since,
-            order__placed_at__lt=until,
-        )
-        .exclude(order__status=OrderStatus.CANCELLED)
-        .values("product_id")
-        .annotate(total=Sum("quantity"))
-        .values("total")
-    )
-    viewed = (
-        Event.objects.filter(
-            merchant_id=merchant_id,
-            product_id=OuterRef("pk"),
-            name=PRODUCT_VIEWED,
-            timestamp__gte=since,
-            timestamp__lt=until,
-        )
-        .values("product_id")
-        .annotate(total=Count("pk"))
-        .values("total")
-    )
-    products = Product.objects.for_merchant(merchant_id).filter(is_active=True, inventory__gt=0)
+    # Grouped sub-aggregates joined to the products: one pass over the window's events and lines
+    # (a correlated subquery per product re-read the window once per product).
+    window = [connection.ops.adapt_datetimefield_value(moment) for moment in (since, until)]
+    category_filter, category_params = ("", [])
     if category_ids is not None:
-        products = products.filter(category_id__in=list(category_ids))
+        category_filter, category_params = _in("p.category_id", sorted(category_ids))
+        category_filter = f" AND {category_filter}"
     purchase_weight = DEFAULT_FEEDBACK_WEIGHTS[FeedbackKind.PURCHASE]
     view_weight = DEFAULT_FEEDBACK_WEIGHTS[FeedbackKind.VIEW]
-    rows = (
-        products.annotate(
-            popularity=Coalesce(Subquery(bought, output_field=IntegerField()), 0) * purchase_weight
-            + Coalesce(Subquery(viewed, output_field=IntegerField()), 0) * view_weight
-        )
-        .filter(popularity__gt=0)
-        .order_by("-popularity", "pk")
-        .values_list("pk", "popularity")[:FALLBACK_LIST]
+    rows = _rows(
+        "SELECT p.id, COALESCE(b.quantity, 0) * %s + COALESCE(v.views, 0) * %s AS popularity "
+        f"FROM {_PRODUCT} p "
+        "LEFT JOIN (SELECT l.product_id, SUM(l.quantity) AS quantity "
+        f"FROM {_LINE} l JOIN {_ORDER} o ON o.id = l.order_id "
+        "WHERE l.merchant_id = %s AND o.placed_at >= %s AND o.placed_at < %s AND o.status <> %s "
+        "AND l.product_id IS NOT NULL GROUP BY l.product_id) b ON b.product_id = p.id "
+        "LEFT JOIN (SELECT e.product_id, COUNT(*) AS views "
+        f"FROM {_EVENT} e WHERE e.merchant_id = %s AND e.name = %s AND e.timestamp >= %s AND e.timestamp < %s "
+        "AND e.product_id IS NOT NULL GROUP BY e.product_id) v ON v.product_id = p.id "
+        f"WHERE p.merchant_id = %s AND p.is_active AND p.inventory > 0{category_filter} "
+        "AND (b.quantity IS NOT NULL OR v.views IS NOT NULL) "
+        f"ORDER BY popularity DESC, p.id LIMIT {FALLBACK_LIST}",
+        [
+            purchase_weight,
+            view_weight,
+            merchant_id,
+            *window,
+            OrderStatus.CANCELLED,
+            merchant_id,
+            PRODUCT_VIEWED,
+            *window,
+            merchant_id,
+            *category_params,
+        ],
     )
     ranked = [(pk, float(popularity)) for pk, popularity in rows]
     if not ranked:
@@ -968,7 +980,7 @@ def recommendations_for(
     """The list a placement shows this visitor now, after every business rule, recorded for attribution.
 
     Raises RecommendationRequestError (naming the API field at fault) for requests the caller must
-    fix. `device` is accepted as context; no list depends on it yet.
+    fix. `device` is context for experiment targeting; no list depends on it.
     """
     product_refs, cart_refs = _validated(placement, k, product_ids, cart_product_ids, category_ids)
     merchant_id = merchant.pk
@@ -983,8 +995,26 @@ def recommendations_for(
     context_ids = _referenced(references, "product_id", product_refs)
     cart_ids = _referenced(references, "cart", cart_refs)
 
+    # An experiment on the recommendations surface may serve this visitor the non-personal mix: the path
+    # opted-out customers take. Free while none is live (the assignment memo answers).
+    assignment = surface_assignment(
+        merchant=merchant,
+        surface=Surface.RECOMMENDATIONS,
+        customer_external_id=customer_external_id,
+        anonymous_id=anonymous_id,
+        device=device,
+        at=now,
+        record=record,
+    )
+    experiment = None
+    popularity_only = False
+    if assignment is not None and assignment.variant_key is not None:
+        experiment = ServedExperiment(assignment.experiment_key, assignment.variant_key)
+        popularity_only = assignment.config.get("strategy") == STRATEGY_POPULARITY
     visitor, purchased, last_order = _visitor_and_purchases(merchant_id, customer_external_id, anonymous_id)
-    personal = visitor is None or not visitor.opted_out
+    personal = (visitor is None or not visitor.opted_out) and not popularity_only
+    if not personal:
+        purchased, last_order = frozenset(), []
     in_play = {
         Placement.PDP: context_ids[:1],
         Placement.CART: cart_ids,
@@ -1091,6 +1121,7 @@ def recommendations_for(
         degraded=sources.source == ServedSource.FALLBACK,
         version=sources.version[0] if sources.version else None,
         customer_id=visitor.customer_id if visitor is not None else None,
+        experiment=experiment,
     )
 
 

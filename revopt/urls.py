@@ -7,6 +7,7 @@ api_v1 = [
     path("", include("catalog.api.urls")),
     path("", include("events.api.urls")),
     path("", include("recommendations.api.urls")),
+    path("", include("experiments.api.urls")),
 ]
 
 urlpatterns = [
@@ -17,5 +18,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("recommendations/", include("recommendations.urls")),
+    path("experiments/", include("experiments.urls")),
     path("", include("revopt.dashboard.urls")),
 ]

@@ -15,6 +15,8 @@ def _isolated_cache():
 
     from django.core.cache import cache
 
+    from experiments.selectors.assignment import live_experiments_forget
+    from experiments.services.bandits import contextual_policies_forget
     from recommendations.cache import cache_reset_circuit
     from recommendations.selectors import fallback_popularity_forget
 
@@ -22,6 +24,8 @@ def _isolated_cache():
     cache.key_prefix = f"test-{uuid.uuid4().hex[:12]}"
     cache_reset_circuit()
     fallback_popularity_forget()
+    live_experiments_forget()
+    contextual_policies_forget()
     yield
     cache.key_prefix = previous
 

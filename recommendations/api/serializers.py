@@ -79,6 +79,11 @@ class RecommendedItemSerializer(serializers.Serializer):
     because_of = BecauseOfSerializer(allow_null=True)
 
 
+class ServedExperimentSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="The experiment's key.")
+    variant = serializers.CharField(help_text="The variant this visitor is in (or the rolled-out winner).")
+
+
 class RecommendationListSerializer(serializers.Serializer):
     recommendation_id = serializers.UUIDField(
         help_text="Send it back in `properties.recommendation_id` of Product Clicked / Product Added events."
@@ -87,6 +92,9 @@ class RecommendationListSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=["model", "non_personal", "fallback"])
     degraded = serializers.BooleanField(help_text="True when the cache was unavailable and the database answered.")
     model_version = serializers.IntegerField(allow_null=True)
+    experiment = ServedExperimentSerializer(
+        allow_null=True, help_text="The experiment variant whose strategy shaped the list; null outside any."
+    )
     items = RecommendedItemSerializer(many=True)
 
 

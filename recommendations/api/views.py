@@ -38,6 +38,9 @@ def _list_body(result: RecommendationResult) -> dict:
         "source": result.source,
         "degraded": result.degraded,
         "model_version": result.version,
+        "experiment": (
+            None if result.experiment is None else {"key": result.experiment.key, "variant": result.experiment.variant}
+        ),
         "items": [
             {
                 "product_id": item.reference,
@@ -74,7 +77,9 @@ class RecommendationListView(MerchantAPIView):
             "The list a placement (home, pdp, cart, post_purchase, email) shows this visitor now, after the "
             "merchant's business rules, with a reason code and a sentence per item. `source` says where it came "
             "from: the trained model, the non-personal mix (customers who opted out of personalization), or the "
-            "database fallback while the cache is unavailable (`degraded: true`)."
+            "database fallback while the cache is unavailable (`degraded: true`). `experiment` names the "
+            "experiment variant that chose the strategy (a popularity variant serves the non-personal mix), or is "
+            "null."
         ),
         parameters=[RecommendationQuerySerializer],
         responses={200: RecommendationListSerializer, 400: ErrorResponseSerializer, 401: UNAUTHORIZED_RESPONSE},

@@ -35,7 +35,8 @@ def test_home_answers_the_documented_shape(api_client, shop):
     # then
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"recommendation_id", "placement", "source", "degraded", "model_version", "items"}
+    assert set(body) == {"recommendation_id", "placement", "source", "degraded", "model_version", "experiment", "items"}
+    assert body["experiment"] is None
     assert body["placement"] == "home"
     assert body["source"] == "model"
     assert body["degraded"] is False
