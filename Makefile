@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_SESSIONS ?= 20000
 export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
 
-.PHONY: install demo serve test test-postgres bench bench-recommend lint system-packages
+.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments lint system-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench: install
 
 bench-recommend: install
 	bin/with-services $(PY) bench/recommend.py
+
+bench-experiments: install
+	bin/with-services $(PY) bench/experiments.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -148,6 +148,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "recommendations.tasks.recommender_train_all",
         "schedule": crontab(minute=30, hour=3),
     },
+    # Hourly: bandits move traffic towards the arms likely to be best.
+    "bandits-reallocate": {
+        "task": "experiments.tasks.bandits_reallocate_running",
+        "schedule": crontab(minute=5),
+    },
+    # Daily, after the night's data-quality report and training: one analysis snapshot per running experiment.
+    "experiments-analyze-daily": {
+        "task": "experiments.tasks.experiments_analyze_running",
+        "schedule": crontab(minute=30, hour=4),
+    },
+    # Hourly: contextual bandits learn from the decisions whose reward window closed.
+    "contextual-bandits-update": {
+        "task": "experiments.tasks.contextual_bandits_update_running",
+        "schedule": crontab(minute=20),
+    },
 }
 RECOMMENDER_TRAIN_SOFT_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_SOFT_TIME_LIMIT", default=50 * 60)
 RECOMMENDER_TRAIN_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_TIME_LIMIT", default=60 * 60)
@@ -156,6 +171,8 @@ CELERY_TASK_ANNOTATIONS = {
         "soft_time_limit": RECOMMENDER_TRAIN_SOFT_TIME_LIMIT,
         "time_limit": RECOMMENDER_TRAIN_TIME_LIMIT,
     },
+    # One analysis is a few aggregate statements over the experiment's exposures (bench/experiments.py).
+    "experiments.tasks.experiment_analyze_task": {"soft_time_limit": 10 * 60, "time_limit": 15 * 60},
 }
 
 # --- API --------------------------------------------------------------------------------------
