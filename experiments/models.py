@@ -114,12 +114,13 @@ class Experiment(MerchantOwned):
     winsorize_percentile = models.FloatField(
         default=0.99,
         validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
-        help_text="Per-unit revenue is capped at this percentile of all units (1.0: no cap).",
+        help_text="Per-unit revenue is capped at this percentile of the buyers' values (1.0: no cap).",
     )
 
-    # Bandits: the metric that rewards an arm, and the share every arm keeps.
+    # Bandits: the metric that rewards an arm, and the share every arm keeps. A floor costs
+    # floor × (sum of the arms' gaps) on every visitor for as long as the bandit runs: keep it small.
     reward_metric = models.CharField(max_length=40, default="conversion")
-    arm_floor = models.FloatField(default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    arm_floor = models.FloatField(default=0.02, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
 
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -212,7 +213,9 @@ class AllocationChange(MerchantOwned):
     effective_at = models.DateTimeField()
     source = models.CharField(max_length=10, choices=AllocationSource.choices)
     weights = models.JSONField(help_text="{variant key: weight}")
-    # Bandits: {"arms": {key: {"alpha", "beta"} | {"mean", "variance", "n"}}, "seed": int, "draws": int}
+    # Bandits (experiments.services.bandits): {"metric", "arms": {key: {"kind": "beta", "alpha", "beta"} |
+    # {"kind": "normal_inverse_gamma", "mean", "kappa", "alpha", "beta", "n"}}, "units": {key: n},
+    # "seed": int, "draws": int, "floor": float}
     detail = models.JSONField(default=dict, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -255,7 +258,8 @@ class ContextualModelState(MerchantOwned):
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="model_states")
     created_at = models.DateTimeField()
-    # {"features": [...], "arms": {key: {"precision": [[...]], "b": [...]}}, "noise_variance": float}
+    # {"features": [...], "arms": {key: {"precision": [[...]], "b": [...]}}, "noise_variance": float, plus
+    # the floor, draws and reward sums}: experiments.bandits.contextual.ContextualPolicy.to_json()
     state = models.JSONField()
     decisions_used = models.PositiveIntegerField(default=0)
 

@@ -7,9 +7,12 @@ merchant screens read `ExperimentAnalysis.from_dict(snapshot.analysis)`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+
+_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 
 
 class Verdict(StrEnum):
@@ -100,17 +103,20 @@ class ExperimentAnalysis:
     daily: list[DailyPoint] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-safe: an unbounded interval's ±inf (or a NaN) is stored as "Infinity"/"-Infinity"/"NaN",
+        which PostgreSQL's jsonb cannot hold as numbers; `from_dict` turns them back into floats."""
+        return _json_safe(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> ExperimentAnalysis:
-        return cls(
-            **{
+        return _restored(
+            cls,
+            {
                 **data,
-                "variants": [VariantSummary(**row) for row in data.get("variants", [])],
-                "metrics": [MetricResult(**row) for row in data.get("metrics", [])],
-                "daily": [DailyPoint(**row) for row in data.get("daily", [])],
-            }
+                "variants": [_restored(VariantSummary, row) for row in data.get("variants", [])],
+                "metrics": [_restored(MetricResult, row) for row in data.get("metrics", [])],
+                "daily": [_restored(DailyPoint, row) for row in data.get("daily", [])],
+            },
         )
 
     def metric(self, metric: str, variant: str) -> MetricResult | None:
@@ -122,3 +128,24 @@ class ExperimentAnalysis:
     @property
     def computed(self) -> datetime:
         return datetime.fromisoformat(self.computed_at)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _restored(cls: type, row: dict) -> object:
+    """`cls(**row)` with the non-finite markers of `_json_safe` turned back into floats in float fields."""
+    float_fields = {f.name for f in fields(cls) if str(f.type).startswith("float")}
+    return cls(
+        **{
+            key: _NON_FINITE.get(value, value) if key in float_fields and isinstance(value, str) else value
+            for key, value in row.items()
+        }
+    )

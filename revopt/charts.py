@@ -307,3 +307,325 @@ def line_chart(
     parts += _x_labels([label for label, _ in points], xs, y=height - _MARGIN_BOTTOM + 18)
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- experiment charts ------------------------------------------------------------------------
+# Forest plots, lift-over-time bands and allocation shares. The value axis of a forest plot runs
+# horizontally (percent of the plot) and its rows stack downwards (pixels), so one plot reads on a
+# phone and on a wide screen like the charts above.
+
+# A forest plot row: the label line, then the interval line below it.
+_ROW_LABEL_Y = 14
+_ROW_LINE_Y = 30
+_ROW_HEIGHT = 46
+# Series colours of multi-series charts (allocation shares); app.css colours .chart-series-N the same.
+_SERIES_COLOURS = ("#64748b", "#4f46e5", "#0d9488", "#d97706", "#db2777", "#0284c7")
+_TONE_COLOURS = {"positive": "#15803d", "negative": "#b91c1c", "neutral": "#64748b"}
+
+
+def _signed_percent(value: float) -> str:
+    if math.isinf(value):
+        return "+∞" if value > 0 else "−∞"
+    return f"{value * 100:+.1f}%"
+
+
+def _signed_percent_tick(value: float) -> str:
+    """Axis ticks are round: "+5%", "0%", "-2.5%"."""
+    percent = round(value * 100, 6)
+    if percent == 0:
+        return "0%"
+    return f"{percent:+g}%"
+
+
+@dataclass(frozen=True)
+class IntervalRow:
+    """One line of a forest plot: an estimate and its interval, e.g. a variant's relative lift.
+
+    `tone` colours the row ("positive", "negative" or "neutral": a significant win, a significant loss,
+    nothing yet). `threshold` draws a dashed tick at that value inside the row (a guardrail's limit).
+    """
+
+    label: str
+    estimate: float
+    low: float
+    high: float
+    tone: str = "neutral"
+    threshold: float | None = None
+    key: str = ""  # a stable id for the row (data-row), e.g. "revenue_per_user:variant-1"
+
+
+@dataclass(frozen=True)
+class _HorizontalScale:
+    low: float
+    high: float
+    step: float
+
+    def x(self, value: float) -> float:
+        """Percent of the plot width, clamped so an open-ended interval stops at the plot's edge."""
+        position = (value - self.low) / (self.high - self.low) * 100
+        return min(100.0, max(0.0, position))
+
+    def ticks(self) -> list[float]:
+        count = round((self.high - self.low) / self.step)
+        return [self.low + self.step * index for index in range(count + 1)]
+
+
+def _horizontal_scale(values: list[float]) -> _HorizontalScale:
+    finite = [value for value in values if math.isfinite(value)]
+    highest, lowest = max([0.0, *finite]), min([0.0, *finite])
+    step = nice_step((highest - lowest) / _TICK_COUNT) if highest > lowest else nice_step(0.01)
+    high = step * math.ceil(highest / step - 1e-9) if highest > 0 else 0.0
+    low = -step * math.ceil(-lowest / step - 1e-9) if lowest < 0 else 0.0
+    if high == low:
+        high = step
+    return _HorizontalScale(low=low, high=high, step=step)
+
+
+def _interval_text(row: IntervalRow, value_format: ValueFormat) -> str:
+    return (
+        f"{_format(row.estimate, value_format)} ({_format(row.low, value_format)} to {_format(row.high, value_format)})"
+    )
+
+
+def interval_chart(
+    rows: Sequence[IntervalRow],
+    *,
+    title: str,
+    width: int | str = "100%",
+    value_format: ValueFormat = _signed_percent,
+    tick_format: ValueFormat = _signed_percent_tick,
+    interval_name: str = "95% interval",
+    chart_id: str | None = None,
+    empty_message: str = "No results yet",
+) -> str:
+    """A forest plot: per row a point estimate with its interval, a line at zero, thresholds dashed.
+
+    Row labels and the figures sit above each interval inside the plot (no side margin to run out
+    of on a phone). An interval that reaches past the axis (infinite or huge) stops at the edge and
+    says so with `data-open`.
+    """
+    chart_id = _chart_id(title, chart_id)
+    for row in rows:
+        if not math.isfinite(row.estimate):
+            raise ValueError(f"the estimate of {row.label!r} must be finite, got {row.estimate!r}")
+    height = _MARGIN_TOP + _ROW_HEIGHT * max(len(rows), 1) + _MARGIN_BOTTOM
+    if not rows:
+        return _empty_chart(
+            kind="interval", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    values = [value for row in rows for value in (row.estimate, row.low, row.high)]
+    values += [row.threshold for row in rows if row.threshold is not None]
+    scale = _horizontal_scale(values)
+    plot_bottom = height - _MARGIN_BOTTOM
+    described = "; ".join(f"{row.label}: {_interval_text(row, value_format)}" for row in rows)
+    parts = _open_svg(
+        kind="interval",
+        title=title,
+        description=f"Estimates with their {interval_name}. {described}.",
+        width=width,
+        height=height,
+        chart_id=chart_id,
+    )
+    parts.append('<g class="chart-grid">')
+    for tick in scale.ticks():
+        x = scale.x(tick)
+        parts.append(
+            f'<line class="chart-gridline" x1="{x:.3f}%" x2="{x:.3f}%" y1="{_MARGIN_TOP}" y2="{plot_bottom}" '
+            f'stroke="#e2e8f0" stroke-width="1"/>'
+        )
+    parts.append("</g>")
+    zero_x = scale.x(0.0)
+    parts.append(
+        f'<line class="chart-zero" x1="{zero_x:.3f}%" x2="{zero_x:.3f}%" y1="{_MARGIN_TOP - 4}" '
+        f'y2="{plot_bottom}" stroke="#475569" stroke-width="1.5"/>'
+    )
+    parts.append('<g class="chart-intervals">')
+    for index, row in enumerate(rows):
+        tone = row.tone if row.tone in _TONE_COLOURS else "neutral"
+        colour = _TONE_COLOURS[tone]
+        top = _MARGIN_TOP + _ROW_HEIGHT * index
+        line_y = top + _ROW_LINE_Y
+        low_x, high_x, point_x = scale.x(row.low), scale.x(row.high), scale.x(row.estimate)
+        open_ended = not (scale.low <= row.low and row.high <= scale.high)
+        open_attr = ' data-open="true"' if open_ended else ""
+        text = _interval_text(row, value_format)
+        parts.append(
+            f'<g class="interval interval-{tone}" data-row="{_attr(row.key or row.label)}" '
+            f'data-estimate="{row.estimate:g}" data-low="{row.low:g}" data-high="{row.high:g}" data-tone="{tone}"'
+            f"{open_attr}>"
+        )
+        parts.append(f"<title>{escape(row.label)}: {escape(text)}</title>")
+        parts.append(
+            f'<text class="interval-label" x="0" y="{top + _ROW_LABEL_Y}" fill="#334155">{escape(row.label)}</text>'
+        )
+        # The full figures, and the estimate alone for narrow screens (app.css shows one of them).
+        parts.append(
+            f'<text class="interval-value" x="100%" y="{top + _ROW_LABEL_Y}" text-anchor="end" '
+            f'fill="{colour}">{escape(text)}</text>'
+        )
+        parts.append(
+            f'<text class="interval-value-short" x="100%" y="{top + _ROW_LABEL_Y}" text-anchor="end" '
+            f'fill="{colour}" display="none">{escape(_format(row.estimate, value_format))}</text>'
+        )
+        if row.threshold is not None:
+            threshold_x = scale.x(row.threshold)
+            parts.append(
+                f'<line class="chart-threshold" x1="{threshold_x:.3f}%" x2="{threshold_x:.3f}%" '
+                f'y1="{line_y - 9}" y2="{line_y + 9}" stroke="#b45309" stroke-width="2" stroke-dasharray="3 2" '
+                f'data-threshold="{row.threshold:g}"><title>Limit {escape(_format(row.threshold, value_format))}'
+                f"</title></line>"
+            )
+        parts.append(
+            f'<line class="interval-line" x1="{low_x:.3f}%" x2="{high_x:.3f}%" y1="{line_y}" y2="{line_y}" '
+            f'stroke="{colour}" stroke-width="3" stroke-linecap="round"/>'
+        )
+        parts.append(
+            f'<circle class="interval-point" cx="{point_x:.3f}%" cy="{line_y}" r="5" fill="{colour}" '
+            f'stroke="#ffffff" stroke-width="1.5"/>'
+        )
+        parts.append("</g>")
+    parts.append("</g>")
+    parts.append('<g class="chart-x-axis">')
+    for tick in scale.ticks():
+        anchor = "start" if tick == scale.low else "end" if tick == scale.high else "middle"
+        parts.append(
+            f'<text class="chart-axis-label chart-x-label" x="{scale.x(tick):.3f}%" y="{plot_bottom + 18}" '
+            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, tick_format))}</text>'
+        )
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def band_chart(
+    points: Sequence[tuple[str, Number, Number, Number]],
+    *,
+    title: str,
+    width: int | str = "100%",
+    height: int = 240,
+    value_format: ValueFormat = _signed_percent,
+    tick_format: ValueFormat = _signed_percent_tick,
+    interval_name: str = "95% interval",
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """A line through (label, value, low, high) points inside a shaded band, with a zero baseline:
+    e.g. the cumulative lift of a variant per day with its interval.
+
+    A bound may be infinite (an interval with too little data to close): the band then runs to the
+    plot's edge on that day, and the axis is set by the finite values."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned = []
+    for label, value, low, high in points:
+        numbers = (float(value), float(low), float(high))
+        if any(math.isnan(number) for number in numbers) or not math.isfinite(numbers[0]):
+            raise ValueError(f"chart values must be numbers with a finite value, got {numbers!r} for {label!r}")
+        cleaned.append((str(label), *numbers))
+    if not cleaned:
+        return _empty_chart(
+            kind="band", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    values = [number for _, value, low, high in cleaned for number in (value, low, high) if math.isfinite(number)]
+    scale = _scale(values, top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    # Drawn positions: an infinite bound stops at the plot's edge (the text keeps saying ∞).
+    edge = {math.inf: scale.high, -math.inf: scale.low}
+    drawn = [(value, edge.get(low, low), edge.get(high, high)) for _, value, low, high in cleaned]
+    first, last = cleaned[0], cleaned[-1]
+    description = (
+        f"{len(cleaned)} points from {first[0]} to {last[0]}, with their {interval_name}; "
+        f"latest {_format(last[1], value_format)} ({_format(last[2], value_format)} to "
+        f"{_format(last[3], value_format)})."
+    )
+    parts = _open_svg(kind="band", title=title, description=description, width=width, height=height, chart_id=chart_id)
+    parts += _y_labels(scale, tick_format)
+    parts += _gridlines(scale)
+    _, xs = _slot_centres(len(cleaned))
+    line = " ".join(
+        f"{'L' if index else 'M'}{x:.3f},{scale.y(value):.1f}"
+        for index, (x, (value, _, _)) in enumerate(zip(xs, drawn, strict=True))
+    )
+    upper = [f"{x:.3f},{scale.y(high):.1f}" for x, (_, _, high) in zip(xs, drawn, strict=True)]
+    lower = [f"{x:.3f},{scale.y(low):.1f}" for x, (_, low, _) in zip(xs, drawn, strict=True)]
+    band = "M" + " L".join(upper + lower[::-1]) + " Z"
+    zero_y = scale.y(0.0)
+    parts.append(f'<svg viewBox="0 0 100 {height}" preserveAspectRatio="none" width="100%" height="{height}">')
+    parts.append(f'<path class="chart-band" d="{band}" fill="#4f46e5" fill-opacity="0.14" stroke="none"/>')
+    parts.append(
+        f'<path class="chart-line" d="{line}" fill="none" stroke="#4f46e5" stroke-width="2" '
+        f'stroke-linejoin="round" stroke-linecap="round" vector-effect="non-scaling-stroke"/>'
+    )
+    parts.append("</svg>")
+    parts.append(
+        f'<line class="chart-zero" x1="0" x2="100%" y1="{zero_y:.1f}" y2="{zero_y:.1f}" '
+        f'stroke="#475569" stroke-width="1.5"/>'
+    )
+    parts.append('<g class="chart-points">')
+    for (label, value, low, high), x in zip(cleaned, xs, strict=True):
+        parts.append(
+            f'<circle class="point" cx="{x:.3f}%" cy="{scale.y(value):.1f}" r="3" fill="#ffffff" stroke="#4f46e5" '
+            f'stroke-width="2" data-label="{_attr(label)}" data-value="{value:g}" data-low="{low:g}" '
+            f'data-high="{high:g}"><title>{escape(label)}: {escape(_format(value, value_format))} '
+            f"({escape(_format(low, value_format))} to {escape(_format(high, value_format))})</title></circle>"
+        )
+    parts.append("</g>")
+    parts += _x_labels([label for label, *_ in cleaned], xs, y=height - _MARGIN_BOTTOM + 18)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def share_chart(
+    columns: Sequence[tuple[str, Sequence[tuple[str, Number]]]],
+    *,
+    title: str,
+    width: int | str = "100%",
+    height: int = 220,
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """One stacked 100% bar per column of (series, share) pairs, e.g. the variant weights after each
+    reallocation. Series keep their colour across columns (by order of first appearance)."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned: list[tuple[str, list[tuple[str, float]]]] = []
+    for label, shares in columns:
+        numbers = [(str(name), float(share)) for name, share in shares]
+        if any(not math.isfinite(share) or share < 0 for _, share in numbers):
+            raise ValueError(f"shares must be finite and non-negative, got {numbers!r} for {label!r}")
+        cleaned.append((str(label), numbers))
+    if not cleaned:
+        return _empty_chart(
+            kind="share", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    names = list(dict.fromkeys(name for _, shares in cleaned for name, _ in shares))
+    colour_of = {name: index % len(_SERIES_COLOURS) for index, name in enumerate(names)}
+    last_label, last_shares = cleaned[-1]
+    last_total = sum(share for _, share in last_shares) or 1.0
+    description = (
+        f"{len(cleaned)} columns from {cleaned[0][0]} to {last_label}; latest: "
+        + ", ".join(f"{name} {share / last_total:.0%}" for name, share in last_shares)
+        + "."
+    )
+    parts = _open_svg(kind="share", title=title, description=description, width=width, height=height, chart_id=chart_id)
+    scale = _Scale(low=0.0, high=1.0, step=0.25, top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    parts += _y_labels(scale, "{:.0%}")
+    parts += _gridlines(scale)
+    slot, centres = _slot_centres(len(cleaned))
+    bar_width = slot * 0.72
+    parts.append('<g class="chart-bars">')
+    for (label, shares), centre in zip(cleaned, centres, strict=True):
+        total = sum(share for _, share in shares) or 1.0
+        running = 0.0
+        for name, share in shares:
+            part = share / total
+            top, bottom = scale.y(running + part), scale.y(running)
+            running += part
+            series = colour_of[name]
+            parts.append(
+                f'<rect class="share chart-series-{series}" x="{centre - bar_width / 2:.3f}%" y="{top:.1f}" '
+                f'width="{bar_width:.3f}%" height="{bottom - top:.1f}" fill="{_SERIES_COLOURS[series]}" '
+                f'data-label="{_attr(label)}" data-series="{_attr(name)}" data-value="{part:g}">'
+                f"<title>{escape(label)}: {escape(name)} {part:.1%}</title></rect>"
+            )
+    parts.append("</g>")
+    parts += _x_labels([label for label, _ in cleaned], centres, y=height - _MARGIN_BOTTOM + 18)
+    parts.append("</svg>")
+    return "".join(parts)
