@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -110,11 +111,14 @@ def simulation_run(
     policy: StorefrontPolicy | None = None,
     transport: Transport | None = None,
     progress: bool = True,
+    on_day_stored: Callable[[int], None] | None = None,
 ) -> SimulationRun:
     """Generate a world, import its catalog, drive its shoppers through the storefront API, store the truth.
 
     Not one transaction: the events go through the API in their own requests, like a real shop's. The run
     row records running → completed / failed, with the simulator's own counts beside the ground truth.
+    `on_day_stored(day)` runs after each simulated day's events are stored: what a shop's back office
+    does between days (train a model, start an experiment) happens there.
     """
     config = simulation_config_resolve(merchant=merchant, config=config)
     if config.start_date + timedelta(days=config.days) > timezone.now().date() + timedelta(days=1):
@@ -138,7 +142,13 @@ def simulation_run(
         transport = transport or InProcessTransport(issued.raw_key)
         driver = StorefrontDriver(world=world, transport=transport, policy=policy)
         with tqdm(total=config.n_sessions, unit="session", disable=not progress, desc="simulating") as bar:
-            stats = driver.run(on_day=lambda day, sessions: bar.update(sessions))
+
+            def day_done(day: int, sessions: int) -> None:
+                bar.update(sessions)
+                if on_day_stored is not None:
+                    on_day_stored(day)
+
+            stats = driver.run(on_day=day_done)
         run.stats = {**stats.as_dict(), "events_accepted": driver.accepted, "events_duplicate": driver.duplicate}
         run.status = SimulationRun.Status.COMPLETED
     except Exception as error:
