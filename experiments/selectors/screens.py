@@ -398,6 +398,9 @@ def forest_rows(
     rows = []
     for section in metric_sections(analysis):
         for result in section.results:
+            if not math.isfinite(result.relative_lift):
+                # No relative lift against a control of zero (no refunds yet): the table says so.
+                continue
             low, high = result_interval(result, sequential=sequential)
             name = variant_names.get(result.variant, result.variant)
             rows.append(

@@ -1,3 +1,4 @@
+import math
 import re
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from tests.factories.experiments import (
     ExposureFactory,
     experiment_analysis,
     experiment_with_variants,
+    metric_result,
 )
 
 pytestmark = pytest.mark.django_db
@@ -526,3 +528,36 @@ def test_an_invalid_plan_post_saves_nothing(merchant, merchant_manager):
     assert response.status_code == 400
     experiment.refresh_from_db()
     assert experiment.planned_sample_size is None
+
+
+def test_a_guardrail_whose_control_is_zero_is_tabled_but_not_plotted(merchant, merchant_manager):
+    # given: no refunds in the control yet, so the refund rate has no relative lift (±inf after storage)
+    experiment = _running(merchant)
+    unbounded = math.inf
+    refunds = metric_result(
+        metric="refund_rate",
+        role="guardrail",
+        control_value=0.0,
+        treatment_value=0.3,
+        absolute_lift=0.3,
+        relative_lift=unbounded,
+        relative_low=-unbounded,
+        relative_high=unbounded,
+        sequential_low=-unbounded,
+        sequential_high=unbounded,
+        guardrail_threshold=0.1,
+        guardrail_status="at_risk",
+    )
+    analysis = experiment_analysis(experiment, metrics=[metric_result(), refunds])
+    AnalysisSnapshotFactory(experiment=experiment, analysis=analysis.as_dict())
+
+    # when
+    response = _login(merchant_manager).get(_results(experiment))
+
+    # then
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-row="revenue_per_user:variant-1"' in html
+    assert 'data-row="refund_rate:variant-1"' not in html
+    table = re.search(r'data-table="metric-refund_rate".*?</table>', html, re.S).group(0)
+    assert "+∞" in table
