@@ -9,6 +9,7 @@ lifecycle, analysis and plan services. Every POST redirects (PRG) with a message
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
@@ -18,8 +19,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from revopt.dashboard.selectors import DashboardAccess, dashboard_access_for
-from revopt.tenancy.models import Merchant, Role
+from revopt.dashboard.access import merchant_screen_access
+from revopt.dashboard.selectors import DashboardAccess
+from revopt.tenancy.models import Role
 
 from .forms import PlanForm
 from .metrics import METRICS, MetricKind
@@ -44,18 +46,7 @@ ALLOWED_ROLES = (Role.MERCHANT_MANAGER, Role.PLATFORM_ADMIN)
 
 
 def _access(request: HttpRequest) -> tuple[DashboardAccess | None, HttpResponse | None]:
-    """The merchant whose screen this is, or the response that replaces the screen."""
-    try:
-        access = dashboard_access_for(user=request.user, requested_slug=request.GET.get("merchant"))
-    except Merchant.DoesNotExist as error:
-        raise Http404("No such merchant") from error
-    if not access.allowed:
-        return None, render(request, "dashboard/no_access.html", status=403)
-    if access.role not in ALLOWED_ROLES:
-        return None, render(request, "experiments/forbidden.html", {"access": access}, status=403)
-    if access.merchant is None:
-        return None, render(request, "dashboard/choose_merchant.html", {"access": access})
-    return access, None
+    return merchant_screen_access(request, allowed_roles=ALLOWED_ROLES, forbidden_template="experiments/forbidden.html")
 
 
 def _experiment(access: DashboardAccess, key: str) -> Experiment:
@@ -132,38 +123,42 @@ def refresh(request: HttpRequest, key: str) -> HttpResponse:
     return _results_redirect(access, experiment)
 
 
-@login_required
-@require_POST
-def start(request: HttpRequest, key: str) -> HttpResponse:
+def _transition(
+    request: HttpRequest, key: str, change: Callable[..., Experiment], done: Callable[[Experiment], str]
+) -> HttpResponse:
+    """Run one lifecycle service (start, stop) on the experiment and come back to its results page."""
     access, refusal = _access(request)
     if refusal is not None:
         return refusal
     experiment = _experiment(access, key)
     try:
-        experiment_start(experiment=experiment, actor=request.user)
+        change(experiment=experiment, actor=request.user)
     except ExperimentValidationError as error:
         _refused(request, error)
     else:
-        messages.success(request, f"{experiment.name} is running: shoppers are being assigned.")
+        messages.success(request, done(experiment))
     return _results_redirect(access, experiment)
+
+
+@login_required
+@require_POST
+def start(request: HttpRequest, key: str) -> HttpResponse:
+    return _transition(
+        request, key, experiment_start, lambda experiment: f"{experiment.name} is running: shoppers are being assigned."
+    )
 
 
 @login_required
 @require_POST
 def stop(request: HttpRequest, key: str) -> HttpResponse:
-    access, refusal = _access(request)
-    if refusal is not None:
-        return refusal
-    experiment = _experiment(access, key)
-    try:
-        experiment_stop(experiment=experiment, actor=request.user)
-    except ExperimentValidationError as error:
-        _refused(request, error)
-    else:
-        messages.success(
-            request, f"{experiment.name} is stopped: new shoppers get the shop's default until you roll a variant out."
-        )
-    return _results_redirect(access, experiment)
+    return _transition(
+        request,
+        key,
+        experiment_stop,
+        lambda experiment: (
+            f"{experiment.name} is stopped: new shoppers get the shop's default until you roll a variant out."
+        ),
+    )
 
 
 @login_required

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from revopt.dashboard.selectors import DashboardAccess, dashboard_access_for
+from revopt.dashboard.access import merchant_screen_access
+from revopt.dashboard.selectors import DashboardAccess
 from revopt.tenancy.models import Merchant, Role
 
 from .models import Placement, RecommenderVersion
@@ -64,18 +65,9 @@ class Preview:
 
 
 def _access(request: HttpRequest) -> tuple[DashboardAccess | None, HttpResponse | None]:
-    """The merchant whose screen this is, or the response that replaces the screen."""
-    try:
-        access = dashboard_access_for(user=request.user, requested_slug=request.GET.get("merchant"))
-    except Merchant.DoesNotExist as error:
-        raise Http404("No such merchant") from error
-    if not access.allowed:
-        return None, render(request, "dashboard/no_access.html", status=403)
-    if access.role not in ALLOWED_ROLES:
-        return None, render(request, "recommendations/forbidden.html", {"access": access}, status=403)
-    if access.merchant is None:
-        return None, render(request, "dashboard/choose_merchant.html", {"access": access})
-    return access, None
+    return merchant_screen_access(
+        request, allowed_roles=ALLOWED_ROLES, forbidden_template="recommendations/forbidden.html"
+    )
 
 
 @login_required
