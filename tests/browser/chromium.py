@@ -25,3 +25,14 @@ BROWSER_TEST = [
         reason=f"system Chromium not found at {CHROMIUM}; install it with `bin/system-packages chromium`",
     ),
 ]
+
+
+def logged_in_page(browser, base_url: str, *, username: str = "casey"):
+    """A desktop-sized page of `browser`, logged in through the login form and landed on the home page."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    return page

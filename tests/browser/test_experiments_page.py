@@ -14,7 +14,7 @@ from django.utils import timezone
 from experiments.services.lifecycle import VariantSpec, experiment_create, experiment_start
 from revopt.tenancy.models import Role
 from revopt.tenancy.services import merchant_create, staff_member_create
-from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS
+from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS, logged_in_page
 from tests.factories.experiments import AnalysisSnapshotFactory, experiment_analysis, metric_result
 
 pytestmark = BROWSER_TEST
@@ -85,12 +85,7 @@ def experiment(transactional_db):
 def test_manager_reads_the_forest_plot_and_rolls_out_the_winner(live_server, experiment, browser):
     # given
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "casey")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    page = logged_in_page(browser, live_server.url)
 
     # when: the manager follows the nav link to the list
     page.click("nav.nav >> text=Experiments")
@@ -161,12 +156,7 @@ def draft(transactional_db):
 @pytest.mark.django_db(transaction=True)
 def test_manager_plans_a_draft_and_sees_bad_input_next_to_its_field(live_server, draft, browser):
     # given
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "casey")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    page = logged_in_page(browser, live_server.url)
 
     # when: the planner opens from the draft, with a rate above 100%
     page.goto(f"{live_server.url}/experiments/plan/?experiment=bundle-offer")

@@ -13,7 +13,7 @@ from django.utils import timezone
 from recommendations.models import VersionStatus
 from revopt.tenancy.models import Role
 from revopt.tenancy.services import merchant_create, staff_member_create
-from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS
+from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS, logged_in_page
 from tests.factories.events import CustomerFactory, EventFactory
 from tests.factories.recommendations import RecommenderVersionFactory, ServedRecommendationFactory
 from tests.recommendations.serving_shop import build_shop
@@ -60,12 +60,7 @@ def shop(transactional_db):
 def test_manager_reads_the_chart_and_previews_a_customer(live_server, shop, browser):
     # given
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "casey")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    page = logged_in_page(browser, live_server.url)
 
     # when: the manager follows the nav link
     page.click("nav.nav >> text=Recommendations")
