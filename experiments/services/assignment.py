@@ -20,7 +20,7 @@ from django.utils import timezone
 from events.identity import IdentityResolver
 from events.models import Customer, Device
 from experiments.assignment import Reason, UnitAttributes, decide, eligibility
-from experiments.models import Experiment, Exposure
+from experiments.models import Experiment, Exposure, Surface
 from experiments.selectors.assignment import (
     LiveExperiment,
     LiveExperiments,
@@ -116,7 +116,7 @@ def _chosen(
     Raises AssignmentRequestError for a key the merchant has no experiment under.
     """
     if experiment_keys is None:
-        return [e for e in live.experiments if surface is None or e.surface == surface], []
+        return [e for e in live.experiments if e.surface != Surface.PRICING and surface in (None, e.surface)], []
     keys = list(dict.fromkeys(experiment_keys))
     if len(keys) > MAX_EXPERIMENT_KEYS:
         raise AssignmentRequestError("experiments", f"At most {MAX_EXPERIMENT_KEYS} experiments.")
@@ -128,6 +128,13 @@ def _chosen(
         unknown = [key for key in missing if key not in idle]
         if unknown:
             raise AssignmentRequestError("experiments", f"Unknown experiment(s): {', '.join(unknown[:10])}.")
+    priced = [key for key in keys if (by_key[key].surface if key in by_key else idle[key]) == Surface.PRICING]
+    if priced:
+        # Prices are the same for every shopper, so pricing experiments randomise products, never people.
+        raise AssignmentRequestError(
+            "experiments",
+            f"{', '.join(priced[:10])} randomises products, not shoppers: read prices from /api/v1/prices.",
+        )
     chosen = [by_key[key] for key in keys if key in by_key and (surface is None or by_key[key].surface == surface)]
     not_running = [
         _outside(key, idle[key], Reason.NOT_RUNNING)

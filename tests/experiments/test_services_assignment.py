@@ -421,18 +421,37 @@ def test_stopped_and_draft_experiments_asked_for_by_key_say_so(merchant):
 
 def test_without_keys_every_live_experiment_answers_in_key_order(merchant):
     # given
-    _running(merchant, key="b-pricing", surface="pricing")
+    _running(merchant, key="b-offers", surface="offers")
     _running(merchant, key="a-recs")
     stopped = _running(merchant, key="c-stopped")
     experiment_stop(experiment=stopped, actor=None, now=AT)
 
     # when
     everything = assignments_for_unit(merchant=merchant, anonymous_id="a", at=AT)
-    pricing = assignments_for_unit(merchant=merchant, anonymous_id="a", surface="pricing", at=AT)
+    offers = assignments_for_unit(merchant=merchant, anonymous_id="a", surface="offers", at=AT)
 
     # then
-    assert [a.experiment_key for a in everything] == ["a-recs", "b-pricing"]
-    assert [a.experiment_key for a in pricing] == ["b-pricing"]
+    assert [a.experiment_key for a in everything] == ["a-recs", "b-offers"]
+    assert [a.experiment_key for a in offers] == ["b-offers"]
+
+
+def test_pricing_experiments_never_assign_shoppers(merchant):
+    # given a running pricing experiment: it randomises products, so a price never depends on the shopper
+    _running(merchant, key="a-recs")
+    _running(merchant, key="b-prices", surface="pricing")
+
+    # when
+    everything = assignments_for_unit(merchant=merchant, anonymous_id="a", at=AT)
+    pricing = surface_assignment(merchant=merchant, surface="pricing", customer_external_id=None, anonymous_id="a")
+
+    # then
+    assert [a.experiment_key for a in everything] == ["a-recs"]
+    assert pricing is None
+    assert not Exposure.objects.for_merchant(merchant).filter(experiment__key="b-prices").exists()
+    with pytest.raises(AssignmentRequestError) as refused:
+        assignments_for_unit(merchant=merchant, anonymous_id="a", experiment_keys=["b-prices"], at=AT)
+    assert refused.value.field == "experiments"
+    assert "/api/v1/prices" in str(refused.value)
 
 
 def test_another_merchants_experiment_is_unknown(merchant, other_merchant):
