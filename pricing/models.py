@@ -152,6 +152,9 @@ class ElasticityEstimate(MerchantOwned):
     days_observed = models.PositiveIntegerField()
     units_observed = models.FloatField()
     price_points = models.PositiveIntegerField()
+    # Standard error of log(base_units_per_day), and the category whose prior the estimate was pooled toward.
+    log_base_se = models.FloatField(default=0.0)
+    category = models.ForeignKey(Category, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "product"], name="elasticity_one_per_product_per_run")]
@@ -241,13 +244,13 @@ class PriceChangeSource(models.TextChoices):
 class PriceChange(MerchantOwned):
     """One live price change: append-only (the admin cannot edit or delete it, the services only insert)."""
 
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="price_changes")
+    product = models.ForeignKey(Product, on_delete=models.RESTRICT, related_name="price_changes")
     from_price = models.DecimalField(max_digits=12, decimal_places=2)
     to_price = models.DecimalField(max_digits=12, decimal_places=2)
     source = models.CharField(max_length=16, choices=PriceChangeSource.choices)
-    proposal = models.ForeignKey(PriceProposal, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    proposal = models.ForeignKey(PriceProposal, on_delete=models.RESTRICT, null=True, blank=True, related_name="+")
     # For a rollback: the change it undid.
-    reverts = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="reverted_by")
+    reverts = models.ForeignKey("self", on_delete=models.RESTRICT, null=True, blank=True, related_name="reverted_by")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

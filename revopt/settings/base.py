@@ -158,6 +158,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "experiments.tasks.experiments_analyze_running",
         "schedule": crontab(minute=30, hour=4),
     },
+    # Nightly, after the data-quality report and before the experiments' analysis: refit demand, then propose.
+    "pricing-nightly": {
+        "task": "pricing.tasks.pricing_refresh_all",
+        "schedule": crontab(minute=15, hour=3),
+    },
     # Hourly: contextual bandits learn from the decisions whose reward window closed.
     "contextual-bandits-update": {
         "task": "experiments.tasks.contextual_bandits_update_running",
@@ -173,6 +178,10 @@ CELERY_TASK_ANNOTATIONS = {
     },
     # One analysis is a few aggregate statements over the experiment's exposures (bench/experiments.py).
     "experiments.tasks.experiment_analyze_task": {"soft_time_limit": 10 * 60, "time_limit": 15 * 60},
+    # A fit reads the merchant's history in a few grouped queries; proposals are one optimizer call per product.
+    "pricing.tasks.demand_model_fit_task": {"soft_time_limit": 30 * 60, "time_limit": 35 * 60},
+    "pricing.tasks.price_proposals_generate_task": {"soft_time_limit": 30 * 60, "time_limit": 35 * 60},
+    "pricing.tasks.pricing_refresh_task": {"soft_time_limit": 55 * 60, "time_limit": 60 * 60},
 }
 
 # --- API --------------------------------------------------------------------------------------
