@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("events.api.urls")),
     path("", include("recommendations.api.urls")),
     path("", include("experiments.api.urls")),
+    path("", include("pricing.api.urls")),
 ]
 
 urlpatterns = [
@@ -19,5 +20,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("recommendations/", include("recommendations.urls")),
     path("experiments/", include("experiments.urls")),
+    path("pricing/", include("pricing.urls")),
     path("", include("revopt.dashboard.urls")),
 ]

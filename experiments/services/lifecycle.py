@@ -171,6 +171,31 @@ def _check_layer_free(*, experiment: Experiment) -> None:
             )
 
 
+def _check_pricing_experiment(
+    *, kind: str, targeting: Mapping[str, object] | None, variants: Sequence[VariantSpec]
+) -> None:
+    """Pricing experiments randomise products, never shoppers: prices are the same for everyone."""
+    # The pricing app owns its variant conventions ({"pricing": "engine"|"static"}, {"price_multiplier": x}).
+    from pricing.selectors.experiments import PricingConfigError, pricing_config_check
+
+    if kind != ExperimentKind.AB:
+        raise ExperimentValidationError(
+            "kind",
+            "A pricing experiment is an A/B test: a bandit would move products between arms mid-test, and a "
+            "contextual one would choose a price per shopper.",
+        )
+    checked = targeting_normalize(targeting)
+    if checked["devices"] or checked["segments"] or checked["visitor"] != Visitor.ANY:
+        raise ExperimentValidationError(
+            "targeting", "A pricing experiment randomises products; prices are the same for every shopper."
+        )
+    for position, spec in enumerate(variants):
+        try:
+            pricing_config_check(spec.config)
+        except PricingConfigError as error:
+            raise ExperimentValidationError(f"variants[{position}].config.{error.field}", error.reason) from None
+
+
 def _live_changed(merchant_id: int) -> None:
     # At once for this process, and again after commit in case a request re-read the old rows meanwhile.
     live_experiments_forget(merchant_id=merchant_id)
@@ -222,6 +247,8 @@ def experiment_create(
     for position, spec in enumerate(variants):
         if not isinstance(spec.config, Mapping):
             raise ExperimentValidationError(f"variants[{position}].config", "A JSON object.")
+    if surface == Surface.PRICING:
+        _check_pricing_experiment(kind=kind, targeting=targeting, variants=variants)
     primary_metric = _checked_metric(primary_metric, "primary_metric")
     secondary = [_checked_metric(metric, "secondary_metrics") for metric in secondary_metrics]
     if "reward_metric" in settings:
@@ -322,6 +349,16 @@ def experiment_start(
         locked = _locked(experiment)
         if locked.status != ExperimentStatus.DRAFT:
             raise ExperimentTransitionError(f"Only a draft can start; this experiment is {locked.status}.")
+        if locked.surface == Surface.PRICING:
+            # Again at the start: a draft's variants and targeting may have been edited since its creation.
+            _check_pricing_experiment(
+                kind=locked.kind,
+                targeting=locked.targeting,
+                variants=[
+                    VariantSpec(key=row.key, name=row.name, weight=row.weight, config=dict(row.config or {}))
+                    for row in locked.variants.order_by("index")
+                ],
+            )
         if locked.layer_id is not None:
             # Two experiments starting in one layer at once must not both see it free.
             Layer.objects.for_merchant(locked.merchant_id).select_for_update().get(pk=locked.layer_id)
@@ -423,6 +460,11 @@ def experiment_weights_update(
         locked = _locked(experiment)
         if locked.status not in (ExperimentStatus.DRAFT, ExperimentStatus.RUNNING):
             raise ExperimentTransitionError(f"Weights change before or during a test; this one is {locked.status}.")
+        if locked.surface == Surface.PRICING and locked.status == ExperimentStatus.RUNNING:
+            # Products are bucketed by hash alone (no stored exposure), so new weights would move some of them.
+            raise ExperimentValidationError(
+                "weights", "A running pricing experiment keeps its weights: new ones would move products between arms."
+            )
         current = _weights_of(locked)
         if set(weights) != set(current):
             raise ExperimentValidationError("weights", f"Give a weight for each variant: {', '.join(current)}.")
