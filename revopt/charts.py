@@ -629,3 +629,230 @@ def share_chart(
     parts += _x_labels([label for label, _ in cleaned], centres, y=height - _MARGIN_BOTTOM + 18)
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- pricing charts ---------------------------------------------------------------------------
+# Curves over a numeric x axis (a price), and bars that go up and down from zero (price rises and cuts).
+
+_MARKER_COLOURS = {"current": "#334155", "proposed": "#4f46e5", "competitor": "#d97706", "what-if": "#0d9488"}
+# Marker labels: up to three rows above the plot; a label starts a new row when it is closer than this (percent).
+_MARKER_ROWS = 3
+_MARKER_ROW_HEIGHT = 13
+_MARKER_LABEL_GAP = 13
+
+
+@dataclass(frozen=True)
+class CurveMarker:
+    """A vertical line at one x value, labelled: the current price, the proposed one, a competitor's."""
+
+    label: str
+    x: float
+    kind: str = "current"  # current | proposed | competitor | what-if (colours and data-marker)
+
+
+@dataclass(frozen=True)
+class _LinearScale:
+    low: float
+    high: float
+
+    def x(self, value: float) -> float:
+        """Percent of the plot width, clamped to the plot."""
+        if self.high <= self.low:
+            return 50.0
+        return min(100.0, max(0.0, (value - self.low) / (self.high - self.low) * 100))
+
+    def ticks(self) -> list[float]:
+        if self.high <= self.low:
+            return [self.low]
+        step = nice_step((self.high - self.low) / _TICK_COUNT)
+        first = math.ceil(self.low / step - 1e-9) * step
+        ticks, tick = [], first
+        while tick <= self.high + 1e-9:
+            ticks.append(round(tick, 10))
+            tick += step
+        return ticks
+
+
+def curve_chart(
+    points: Sequence[tuple[Number, Number, Number, Number]],
+    *,
+    title: str,
+    markers: Sequence[CurveMarker] = (),
+    shade: tuple[Number, Number] | None = None,
+    shade_label: str = "allowed range",
+    width: int | str = "100%",
+    height: int = 240,
+    x_format: ValueFormat = _default_format,
+    value_format: ValueFormat = _default_format,
+    interval_name: str = "90% interval",
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """A line through (x, value, low, high) points over a numeric x axis, inside its shaded interval band,
+    with labelled vertical markers and an optional shaded x range (e.g. the prices the guardrails allow).
+
+    The SVG carries `data-x-min`/`data-x-max`, so a script can move a marker to a new x without redrawing."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned = []
+    for x, value, low, high in points:
+        numbers = (float(x), float(value), float(low), float(high))
+        if not all(math.isfinite(number) for number in numbers):
+            raise ValueError(f"curve points must be finite numbers, got {numbers!r}")
+        cleaned.append(numbers)
+    cleaned.sort()
+    if not cleaned:
+        return _empty_chart(
+            kind="curve", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    xscale = _LinearScale(low=cleaned[0][0], high=cleaned[-1][0])
+    scale = _scale(
+        [number for _, value, low, high in cleaned for number in (value, low, high)],
+        top=_MARGIN_TOP + 16 + _MARKER_ROW_HEIGHT * (_MARKER_ROWS - 1),  # room for the marker labels
+        bottom=height - _MARGIN_BOTTOM,
+    )
+    peak = max(cleaned, key=lambda point: point[1])
+    description = (
+        f"{len(cleaned)} points from {_format(cleaned[0][0], x_format)} to {_format(cleaned[-1][0], x_format)}, "
+        f"with their {interval_name}; highest {_format(peak[1], value_format)} at {_format(peak[0], x_format)}."
+    )
+    if markers:
+        description += " Marked: " + "; ".join(f"{m.label} {_format(m.x, x_format)}" for m in markers) + "."
+    parts = _open_svg(kind="curve", title=title, description=description, width=width, height=height, chart_id=chart_id)
+    parts[0] = parts[0].replace(
+        ' role="img"', f' role="img" data-x-min="{xscale.low:g}" data-x-max="{xscale.high:g}"', 1
+    )
+    plot_top, plot_bottom = _MARGIN_TOP + 16 + _MARKER_ROW_HEIGHT * (_MARKER_ROWS - 1), height - _MARGIN_BOTTOM
+    if shade is not None:
+        shade_low, shade_high = xscale.x(float(shade[0])), xscale.x(float(shade[1]))
+        shade_width = max(shade_high - shade_low, 0.4)
+        shade_text = f"{_format(float(shade[0]), x_format)} to {_format(float(shade[1]), x_format)}"
+        parts.append(
+            f'<rect class="chart-shade" x="{shade_low:.3f}%" y="{plot_top}" width="{shade_width:.3f}%" '
+            f'height="{plot_bottom - plot_top}" fill="#15803d" fill-opacity="0.07" data-low="{float(shade[0]):g}" '
+            f'data-high="{float(shade[1]):g}"><title>{escape(shade_label)}: {escape(shade_text)}</title></rect>'
+        )
+    parts += _y_labels(scale, value_format)
+    parts += _gridlines(scale)
+    xs = [xscale.x(x) for x, *_ in cleaned]
+    line = " ".join(
+        f"{'L' if index else 'M'}{x:.3f},{scale.y(value):.1f}"
+        for index, (x, (_, value, _, _)) in enumerate(zip(xs, cleaned, strict=True))
+    )
+    upper = [f"{x:.3f},{scale.y(high):.1f}" for x, (*_, high) in zip(xs, cleaned, strict=True)]
+    lower = [f"{x:.3f},{scale.y(low):.1f}" for x, (_, _, low, _) in zip(xs, cleaned, strict=True)]
+    parts.append(f'<svg viewBox="0 0 100 {height}" preserveAspectRatio="none" width="100%" height="{height}">')
+    parts.append(
+        f'<path class="chart-band" d="M{" L".join(upper + lower[::-1])} Z" fill="#4f46e5" fill-opacity="0.14" '
+        f'stroke="none"/>'
+    )
+    parts.append(
+        f'<path class="chart-line" d="{line}" fill="none" stroke="#4f46e5" stroke-width="2" '
+        f'stroke-linejoin="round" stroke-linecap="round" vector-effect="non-scaling-stroke"/>'
+    )
+    parts.append("</svg>")
+    zero_y = scale.y(0.0)
+    parts.append(
+        f'<line class="chart-baseline" x1="0" x2="100%" y1="{zero_y:.1f}" y2="{zero_y:.1f}" '
+        f'stroke="#94a3b8" stroke-width="1"/>'
+    )
+    parts.append('<g class="chart-markers">')
+    # Labels of markers close together go on a second row rather than over each other; a what-if marker
+    # (moved by a script) carries no label, only its title.
+    row_ends: list[float] = []
+    for marker in sorted(markers, key=lambda marker: float(marker.x)):
+        colour = _MARKER_COLOURS.get(marker.kind, "#334155")
+        x = xscale.x(float(marker.x))
+        label = ""
+        if marker.kind != "what-if":
+            row = next((index for index, end in enumerate(row_ends) if x - end >= _MARKER_LABEL_GAP), None)
+            if row is None:
+                row = min(len(row_ends), _MARKER_ROWS - 1)
+                if row == len(row_ends):
+                    row_ends.append(x)
+            row_ends[row] = x
+            anchor = "start" if x < 15 else "end" if x > 85 else "middle"
+            label = (
+                f'<text class="chart-marker-label" x="{x:.3f}%" y="{plot_top - 6 - _MARKER_ROW_HEIGHT * row}" '
+                f'text-anchor="{anchor}" fill="{colour}">{escape(marker.label)}</text>'
+            )
+        dash = "none" if marker.kind in ("current", "what-if") else "4 3"
+        parts.append(
+            f'<g class="chart-marker chart-marker-{_attr(marker.kind)}" data-marker="{_attr(marker.kind)}" '
+            f'data-x="{float(marker.x):g}"><title>{escape(marker.label)}: {escape(_format(marker.x, x_format))}</title>'
+            f'<line x1="{x:.3f}%" x2="{x:.3f}%" y1="{plot_top - 2}" y2="{plot_bottom}" stroke="{colour}" '
+            f'stroke-width="{2 if marker.kind == "what-if" else 1.5}" stroke-dasharray="{dash}"/>{label}</g>'
+        )
+    parts.append("</g>")
+    parts.append('<g class="chart-x-axis">')
+    for tick in xscale.ticks():
+        x = xscale.x(tick)
+        anchor = "start" if x < 3 else "end" if x > 97 else "middle"
+        parts.append(
+            f'<text class="chart-axis-label chart-x-label" x="{x:.3f}%" y="{plot_bottom + 18}" '
+            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, x_format))}</text>'
+        )
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def updown_bar_chart(
+    series: Sequence[tuple[str, int, int]],
+    *,
+    title: str,
+    width: int | str = "100%",
+    height: int = 220,
+    up_name: str = "up",
+    down_name: str = "down",
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """Per (label, up, down): a bar of `up` above zero and one of `down` below it, e.g. price rises and
+    cuts per day. The axis reads both ways in plain counts."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned = [(str(label), int(up), int(down)) for label, up, down in series]
+    if any(up < 0 or down < 0 for _, up, down in cleaned):
+        raise ValueError("up and down counts must be non-negative")
+    if not cleaned or not any(up or down for _, up, down in cleaned):
+        return _empty_chart(
+            kind="updown", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    scale = _scale(
+        [float(up) for _, up, _ in cleaned] + [-float(down) for _, _, down in cleaned],
+        top=_MARGIN_TOP,
+        bottom=height - _MARGIN_BOTTOM,
+    )
+    total_up, total_down = sum(up for _, up, _ in cleaned), sum(down for _, _, down in cleaned)
+    description = (
+        f"{len(cleaned)} bars from {cleaned[0][0]} to {cleaned[-1][0]}; {total_up:,} {up_name} and "
+        f"{total_down:,} {down_name} in all."
+    )
+    parts = _open_svg(
+        kind="updown", title=title, description=description, width=width, height=height, chart_id=chart_id
+    )
+    parts += _y_labels(scale, lambda value: f"{abs(value):,.0f}")
+    parts += _gridlines(scale)
+    slot, centres = _slot_centres(len(cleaned))
+    bar_width = slot * 0.72
+    zero_y = scale.y(0.0)
+    parts.append('<g class="chart-bars">')
+    for (label, up, down), centre in zip(cleaned, centres, strict=True):
+        for count, direction, colour, name in ((up, "up", "#15803d", up_name), (down, "down", "#b91c1c", down_name)):
+            if not count:
+                continue
+            end = scale.y(count if direction == "up" else -count)
+            top, bar_height = min(end, zero_y), abs(zero_y - end)
+            parts.append(
+                f'<rect class="bar bar-{direction}" x="{centre - bar_width / 2:.3f}%" y="{top:.1f}" '
+                f'width="{bar_width:.3f}%" height="{bar_height:.1f}" rx="2" fill="{colour}" '
+                f'data-label="{_attr(label)}" data-{direction}="{count}"><title>{escape(label)}: {count:,} '
+                f"{escape(name)}</title></rect>"
+            )
+    parts.append("</g>")
+    parts.append(
+        f'<line class="chart-baseline" x1="0" x2="100%" y1="{zero_y:.1f}" y2="{zero_y:.1f}" '
+        f'stroke="#94a3b8" stroke-width="1"/>'
+    )
+    parts += _x_labels([label for label, *_ in cleaned], centres, y=height - _MARGIN_BOTTOM + 18)
+    parts.append("</svg>")
+    return "".join(parts)
