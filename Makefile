@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_SESSIONS ?= 20000
 export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
 
-.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments lint system-packages
+.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments bench-pricing lint system-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ demo: install
 	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --if-empty
 	-$(PY) manage.py data_quality_report --merchant demo
 	-$(PY) manage.py train_recommenders --merchant demo
+	-$(PY) manage.py pricing_refresh --merchant demo
 	@echo ""
 	@echo "revopt demo at http://$(HOST):$(PORT)/  —  log in as demo / $${DEMO_PASSWORD:-revopt-demo} (platform admin: admin). Ctrl-C to stop."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
@@ -45,6 +46,9 @@ bench-recommend: install
 
 bench-experiments: install
 	bin/with-services $(PY) bench/experiments.py
+
+bench-pricing: install
+	bin/with-services $(PY) bench/pricing.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -3,8 +3,8 @@
 A policy sees only what a real storefront would: the shopper's ids and device, the category or search
 they asked for, the catalog as the API returned it, the cart. It never sees the world's ground truth,
 so a policy that does well here would do well on a real shop. Policies that call revopt's own APIs
-(`RecommendationPolicy`) get the driver's transport through `connect`, so they go through the same
-storefront API, routing and authentication as the shop's events.
+(`RecommendationPolicy`, `PricingPolicy`) get the driver's transport through `connect`, so they go through
+the same storefront API, routing and authentication as the shop's events.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ __all__ = [
     "CatalogBrowsePolicy",
     "CatalogListing",
     "Incentive",
+    "PricingPolicy",
     "RecommendationPolicy",
     "SessionContext",
     "StorefrontPolicy",
 ]
 
 RECOMMENDATIONS_PATH = "/api/v1/recommendations"
+PRICES_PATH = "/api/v1/prices"
+PRICES_BATCH_SIZE = 200
 
 
 class CatalogListing:
@@ -204,3 +207,58 @@ class RecommendationPolicy(CatalogBrowsePolicy):
         except StorefrontAPIError:
             self.failures += 1
             return None
+
+
+class PricingPolicy(CatalogBrowsePolicy):
+    """The shop with revopt's prices: each product costs what `GET /api/v1/prices` says (the approved price,
+    or the pricing experiment's arm), the same for every shopper.
+
+    A storefront caches prices with its catalog: when the driver hands in a new day's listing, the policy asks
+    for every listed product's price, 200 SKUs a call, and charges those all day. A failed call leaves its
+    products at the catalog price and is counted in `failures` (a simulation expects zero).
+    """
+
+    def __init__(self, max_products: int = 60, transport: Transport | None = None) -> None:
+        super().__init__(max_products=max_products)
+        self.transport = transport
+        self.failures = 0
+        self.price_requests = 0
+        self._listing: CatalogListing | None = None
+        self._prices: dict[str, float] = {}
+
+    def connect(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def products_to_show(self, session_context: SessionContext, catalog_listing: CatalogListing) -> list[str]:
+        if catalog_listing is not self._listing:
+            self.prices_refresh(catalog_listing)
+        return super().products_to_show(session_context, catalog_listing)
+
+    def price_of(self, product: dict) -> float:
+        return self._prices.get(product["sku"], float(product["price"]))
+
+    @property
+    def live_prices(self) -> dict[str, float]:
+        """SKU → the price charged on the latest day (the API's answer; products it failed for are absent)."""
+        return dict(self._prices)
+
+    def prices_refresh(self, catalog_listing: CatalogListing) -> None:
+        """The live price of every product of the listing; the catalog price where the API failed."""
+        from .driver import StorefrontAPIError
+
+        if self.transport is None:
+            raise RuntimeError("PricingPolicy needs a transport: the driver connects it")
+        skus = [product["sku"] for product in catalog_listing.products]
+        prices: dict[str, float] = {}
+        for start in range(0, len(skus), PRICES_BATCH_SIZE):
+            batch = skus[start : start + PRICES_BATCH_SIZE]
+            self.price_requests += 1
+            try:
+                answer = self.transport.get(PRICES_PATH, {"products": ",".join(batch)})
+            except (StorefrontAPIError, ValueError):  # an error status, or an answer that is not JSON
+                self.failures += 1
+                continue
+            for item in answer.get("prices", []):
+                prices[item["sku"]] = float(item["price"])
+        self._listing = catalog_listing
+        self._prices = prices

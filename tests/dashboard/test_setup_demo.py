@@ -1,4 +1,5 @@
 import re
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -79,3 +80,17 @@ def test_setup_demo_takes_the_password_from_the_environment(monkeypatch):
 
     # then
     assert get_user_model().objects.get(username="demo").check_password("a-better-secret")
+
+
+def test_setup_demo_sets_careful_pricing_guardrails_once():
+    # given
+    from pricing.models import Guardrail, GuardrailScope
+
+    # when run twice
+    _run()
+    _run()
+
+    # then one shop-wide row with the demo's limits
+    guardrail = Guardrail.objects.get(merchant__slug="demo", scope=GuardrailScope.MERCHANT)
+    assert (guardrail.max_change_per_step, guardrail.min_margin) == (Decimal("0.10"), Decimal("0.20"))
+    assert (guardrail.max_changes_per_period, guardrail.period_days) == (1, 7)

@@ -1,6 +1,7 @@
 """`manage.py setup_demo`: the demo merchant, its logins and a storefront API key. Safe to rerun."""
 
 import os
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -36,6 +37,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Merchant {merchant.name} ({merchant.slug}) already exists.")
 
+        self._ensure_pricing_guardrails(merchant)
+
         logins = [
             self._ensure_user(DEMO_MANAGER_USERNAME, password, Role.MERCHANT_MANAGER, merchant),
             self._ensure_user(DEMO_ADMIN_USERNAME, password, Role.PLATFORM_ADMIN, None),
@@ -62,6 +65,29 @@ class Command(BaseCommand):
                 "shown only once. To get a new one, add an API key in the admin: "
                 f"{base_url}/admin/tenancy/apikey/add/ (revoke the old one there too)."
             )
+
+    def _ensure_pricing_guardrails(self, merchant: Merchant) -> None:
+        """The limits a careful merchant starts with, so the demo's first proposals are ones a person would
+        consider: at most 10% a step and one change a week per product, at least a 20% margin."""
+        from pricing.guardrails import GuardrailLimits
+        from pricing.models import Guardrail, GuardrailScope
+        from pricing.services.guardrails import guardrail_save
+
+        if Guardrail.objects.for_merchant(merchant).filter(scope=GuardrailScope.MERCHANT).exists():
+            return
+        guardrail_save(
+            merchant=merchant,
+            actor=None,
+            scope=GuardrailScope.MERCHANT,
+            limits=GuardrailLimits(
+                max_change_per_step=Decimal("0.10"),
+                min_margin=Decimal("0.20"),
+                max_changes_per_period=1,
+                period_days=7,
+            ),
+            note="demo: a careful start",
+        )
+        self.stdout.write("Set the demo shop's pricing guardrails (10% a step, 1 change a week, 20% margin).")
 
     def _ensure_user(
         self, username: str, password: str, role: Role, merchant: Merchant | None
