@@ -36,6 +36,11 @@ class PricingSettings(MerchantOwned):
     explore = models.BooleanField(default=True)
     # Inventory is judged against the demand expected over this many days.
     horizon_days = models.PositiveIntegerField(default=28, validators=[MinValueValidator(1), MaxValueValidator(365)])
+    # Stock that would take longer than this to sell at today's demand is dead stock, worth a price cut to clear;
+    # blank: never cut a price to clear stock.
+    dead_stock_cover_days = models.PositiveIntegerField(
+        default=365, null=True, blank=True, validators=[MinValueValidator(30), MaxValueValidator(3650)]
+    )
     # Days of history the demand model is fitted on.
     history_days = models.PositiveIntegerField(default=180, validators=[MinValueValidator(14), MaxValueValidator(730)])
     updated_at = models.DateTimeField(auto_now=True)

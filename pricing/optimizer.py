@@ -27,6 +27,7 @@ simulated shop and lost 22% of their true profit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,8 @@ class PricingInput:
     # Multiplicative demand per weekday over the horizon (Monday first); ones when unknown.
     day_of_week: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     start_weekday: int = 0  # weekday of the first day of the horizon (0 = Monday)
+    # Stock beyond this many days of demand at today's price is worth 0 (cleared if that pays); None: never.
+    dead_stock_cover_days: int | None = DEAD_STOCK_COVER_DAYS
     # What set each end of the range, in words for the reasons ("the 10% step limit"); None: "the guardrails".
     low_reason: str | None = None
     high_reason: str | None = None
@@ -191,7 +194,8 @@ def _expected_objective(
     if objective in ("revenue", "sell_through"):
         return revenue
     cost = float(item.unit_cost or 0.0)
-    kept_at_cost = unsold - _shortfall(inventory - carry, mean, variance)  # E[min(leftover, carry)]
+    # E[min(leftover, carry)]: every leftover unit keeps its cost when no stock counts as dead.
+    kept_at_cost = unsold if math.isinf(carry) else unsold - _shortfall(inventory - carry, mean, variance)
     return revenue + cost * kept_at_cost - cost * inventory
 
 
@@ -347,7 +351,10 @@ def price_recommend(
     # Stock the shop expects to sell after the horizon within a year at today's price keeps its cost.
     current_mean, current_variance = _horizon_moments(item, np.array([item.current_price]), belief)
     horizon_demand = float(np.exp(current_mean + current_variance / 2)[0])
-    carry = horizon_demand * max(1.0, DEAD_STOCK_COVER_DAYS / item.horizon_days - 1.0)
+    if item.dead_stock_cover_days is None:
+        carry = float("inf")
+    else:
+        carry = horizon_demand * max(1.0, item.dead_stock_cover_days / item.horizon_days - 1.0)
 
     explored = bool(explore and item.estimate.sd > EXPLORE_SD)
     # Exploring optimizes under one Thompson draw of the elasticity; otherwise under the whole posterior.

@@ -80,6 +80,10 @@ class PricingGuardrailPlan:
     period_days: int = 7
     # PricingSettings (None keeps the merchant's).
     horizon_days: int | None = None
+    # The simulated shop's stock never ages and costs nothing to hold, and its true profit counts only the
+    # margin on sales, so its merchant does not cut prices to clear slow stock (with the default year of cover,
+    # the engine marked slow movers stocked for years down to 0.7-0.8x list and lost true profit).
+    clear_dead_stock: bool = False
     explore: bool | None = None
 
     def floor_of(self, list_price: Decimal) -> Decimal:
@@ -95,6 +99,7 @@ class PricingGuardrailPlan:
             f"per product: floor and ceiling ±{self.band:.0%} of the list price; proposals within "
             f"{self.auto_approve_max_change:.0%} that pass every guardrail go live without a person"
             + (f"; stock judged over {self.horizon_days} days" if self.horizon_days is not None else "")
+            + ("" if self.clear_dead_stock else "; no price cuts to clear slow stock")
             + (f"; exploration {'on' if self.explore else 'off'}" if self.explore is not None else "")
         )
 
@@ -403,6 +408,9 @@ def guardrails_set(*, merchant: Merchant, plan: PricingGuardrailPlan) -> None:
     if plan.horizon_days is not None:
         settings.horizon_days = plan.horizon_days
         changed.append("horizon_days")
+    if not plan.clear_dead_stock:
+        settings.dead_stock_cover_days = None
+        changed.append("dead_stock_cover_days")
     if plan.explore is not None:
         settings.explore = plan.explore
         changed.append("explore")

@@ -537,6 +537,7 @@ def pricing_input_for(
         objective=settings.objective,
         inventory=product.inventory,
         horizon_days=settings.horizon_days,
+        dead_stock_cover_days=settings.dead_stock_cover_days,
         competitor_price=float(context.lowest_competitor_price) if context.lowest_competitor_price else None,
         day_of_week=tuple(day_of_week),
         start_weekday=start_weekday,

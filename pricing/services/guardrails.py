@@ -163,7 +163,14 @@ def guardrail_delete(*, guardrail: Guardrail, actor: AbstractBaseUser | None) ->
     guardrail.delete()
 
 
-SETTINGS_FIELDS = ("objective", "auto_approve_max_change", "explore", "horizon_days", "history_days")
+SETTINGS_FIELDS = (
+    "objective",
+    "auto_approve_max_change",
+    "explore",
+    "horizon_days",
+    "dead_stock_cover_days",
+    "history_days",
+)
 
 
 @transaction.atomic

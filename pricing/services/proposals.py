@@ -129,6 +129,7 @@ def price_proposals_generate(
             objective=settings.objective,
             inventory=product.inventory,
             horizon_days=settings.horizon_days,
+            dead_stock_cover_days=settings.dead_stock_cover_days,
             competitor_price=(
                 float(context.lowest_competitor_price) if context.lowest_competitor_price is not None else None
             ),

@@ -167,6 +167,18 @@ def test_price_recommend_keeps_the_margin_on_stock_that_sells_within_a_year() ->
     assert not any("clear stock" in reason for reason in recommendation.reasons)
 
 
+def test_price_recommend_never_clears_stock_when_the_merchant_counts_none_as_dead() -> None:
+    # given the dead stock of the test above, in a shop that does not cut prices to clear stock
+    item = _item(inventory=5000, dead_stock_cover_days=None)
+
+    # when
+    recommendation = _recommend(item)
+
+    # then the profit-maximizing price, as without stock
+    assert recommendation.proposed_price == pytest.approx(20.0, abs=0.1)
+    assert not any("clear stock" in reason for reason in recommendation.reasons)
+
+
 def test_price_recommend_explores_only_with_a_wide_posterior() -> None:
     # given
     wide, narrow = _item(estimate=_estimate(sd=0.6)), _item(estimate=_estimate(sd=EXPLORE_SD / 2))
