@@ -167,6 +167,8 @@ class PricingExperimentReport:
             return "pass" if ok else "fail"
 
         engine, static = self.arms[ENGINE], self.arms[STATIC]
+        revenue_growth = _growth_ratio(engine.revenue, engine.pre_revenue, static.revenue, static.pre_revenue)
+        margin_growth = _growth_ratio(engine.margin, engine.pre_margin, static.margin, static.pre_margin)
         true_engine_gain = engine.true_profit_per_session_final - engine.true_profit_per_session_list
         return [
             (
@@ -215,14 +217,16 @@ class PricingExperimentReport:
                 "experiment: RPAU contribution, engine vs static",
                 f"{_ratio(engine.revenue_per_active_user, static.revenue_per_active_user):+.1%} "
                 f"({engine.revenue_per_active_user:.2f} vs {static.revenue_per_active_user:.2f}, "
-                f"{self.active_users} users)",
+                f"{self.active_users} users); against each arm's pre-period "
+                f"{revenue_growth:+.1%}",
                 "info",
                 "info",
             ),
             (
                 "experiment: margin per active user, engine vs static",
                 f"{_ratio(engine.margin_per_active_user, static.margin_per_active_user):+.1%} "
-                f"({engine.margin_per_active_user:.2f} vs {static.margin_per_active_user:.2f})",
+                f"({engine.margin_per_active_user:.2f} vs {static.margin_per_active_user:.2f}); against each "
+                f"arm's pre-period {margin_growth:+.1%}",
                 "info",
                 "info",
             ),
@@ -302,6 +306,15 @@ class PricingExperimentReport:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator - 1.0 if denominator else math.nan
+
+
+def _growth_ratio(treated: float, treated_before: float, control: float, control_before: float) -> float:
+    """Difference in differences as a ratio: the arms start from different sizes (their products differ), and
+    the same active users see both arms in each period, so an arm's growth over its own pre-period is its
+    per-user growth."""
+    if min(treated_before, control_before, control) <= 0:
+        return float("nan")
+    return (treated / treated_before) / (control / control_before) - 1.0
 
 
 def _interval_text(estimate: LiftEstimate) -> str:

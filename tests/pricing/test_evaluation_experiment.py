@@ -1,3 +1,4 @@
+import math
 from collections import Counter
 from datetime import UTC
 from decimal import Decimal
@@ -138,3 +139,15 @@ def test_a_throwaway_evaluation_merchant_is_deleted_with_its_price_history(merch
     assert not Merchant.objects.filter(pk=merchant.pk).exists()
     assert not Product.objects.filter(pk=product.pk).exists()
     assert Product.objects.filter(pk=kept.pk).exists()
+
+
+def test_an_arms_growth_is_read_against_its_own_pre_period():
+    # given an engine arm a fifth smaller than the static one before the split, growing 10% to the static's 5%
+    from pricing.evaluation.experiment import _growth_ratio
+
+    # when
+    growth = _growth_ratio(88.0, 80.0, 105.0, 100.0)
+
+    # then the difference in differences, not the raw gap between arms of different sizes
+    assert growth == pytest.approx(1.10 / 1.05 - 1)
+    assert math.isnan(_growth_ratio(1.0, 0.0, 1.0, 1.0))
