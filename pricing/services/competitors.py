@@ -131,6 +131,27 @@ def _duplicate_key(observation: ObservationInput) -> tuple[str, str, str]:
     return (observation.sku, observation.competitor.strip().casefold(), str(observation.observed_at).strip())
 
 
+def _product_of(
+    observation: ObservationInput,
+    *,
+    products: dict[str, Product],
+    first_seen: dict[tuple[str, str, str], int],
+    position: int,
+    duplicate: str,
+) -> tuple[Product | None, ObservationError | None]:
+    """The observation's product, or why it is refused (an unknown SKU, a repeat of an earlier `position`)."""
+    product = products.get(observation.sku)
+    if product is None:
+        return None, ObservationError(position, "sku", "No product with this SKU.", observation.sku)
+    key = _duplicate_key(observation)
+    if key in first_seen:
+        return None, ObservationError(
+            position, "observed_at", f"Duplicates {duplicate} {first_seen[key]}.", observation.sku
+        )
+    first_seen[key] = position
+    return product, None
+
+
 def competitor_prices_record_batch(
     *, merchant: Merchant, observations: Sequence[ObservationInput]
 ) -> CompetitorBatchResult:
@@ -142,19 +163,12 @@ def competitor_prices_record_batch(
     first_seen: dict[tuple[str, str, str], int] = {}
     with transaction.atomic():
         for index, observation in enumerate(observations):
-            product = products.get(observation.sku)
-            if product is None:
-                errors.append(ObservationError(index, "sku", "No product with this SKU.", observation.sku))
+            product, refusal = _product_of(
+                observation, products=products, first_seen=first_seen, position=index, duplicate="observation"
+            )
+            if refusal is not None:
+                errors.append(refusal)
                 continue
-            key = _duplicate_key(observation)
-            if key in first_seen:
-                errors.append(
-                    ObservationError(
-                        index, "observed_at", f"Duplicates observation {first_seen[key]}.", observation.sku
-                    )
-                )
-                continue
-            first_seen[key] = index
             # Each observation is checked even after one failed, so the caller learns every error at once;
             # the rows written meanwhile go with the rollback below.
             errors += _record(merchant=merchant, product=product, observation=observation, position=index)
@@ -245,17 +259,12 @@ def competitor_prices_import_csv(
         if empty:
             errors += empty
             continue
-        product = products.get(observation.sku)
-        if product is None:
-            errors.append(ObservationError(line, "sku", "No product with this SKU.", observation.sku))
+        product, refusal = _product_of(
+            observation, products=products, first_seen=first_seen, position=line, duplicate="the row on line"
+        )
+        if refusal is not None:
+            errors.append(refusal)
             continue
-        key = _duplicate_key(observation)
-        if key in first_seen:
-            errors.append(
-                ObservationError(line, "observed_at", f"Duplicates the row on line {first_seen[key]}.", observation.sku)
-            )
-            continue
-        first_seen[key] = line
         row_errors = _record(merchant=merchant, product=product, observation=observation, position=line)
         errors += row_errors
         recorded += not row_errors
