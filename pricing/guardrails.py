@@ -234,42 +234,63 @@ def failed_checks(checks: tuple[GuardrailCheck, ...]) -> tuple[GuardrailCheck, .
     return tuple(check for check in checks if not check.passed)
 
 
+@dataclass(frozen=True)
+class FeasibleRange:
+    low: Decimal
+    high: Decimal
+    # The guardrail that sets each end, in words ("the 10% step limit"); None when no limit bounds that side.
+    low_reason: str | None
+    high_reason: str | None
+
+
 def feasible_range(limits: GuardrailLimits, context: GuardrailContext) -> tuple[Decimal, Decimal] | None:
     """The lowest and highest price (to the cent) passing every price-level guardrail, or None when the limits
     contradict each other or no change is allowed now (the change-count limit is reached).
 
     A side no limit bounds stops at ±DEFAULT_SEARCH_SHARE of the current price (or at the other side's
     limit, when that lies beyond it)."""
+    explained = feasible_range_explained(limits, context)
+    return (explained.low, explained.high) if explained is not None else None
+
+
+def feasible_range_explained(limits: GuardrailLimits, context: GuardrailContext) -> FeasibleRange | None:
+    """`feasible_range` with the guardrail that sets each end, so a proposal held there can say which."""
     if limits.max_changes_per_period is not None and context.changes_in_period >= limits.max_changes_per_period:
         return None
     current = context.current_price
-    lows: list[Decimal] = [CENT]
-    highs: list[Decimal] = []
+    lows: list[tuple[Decimal, str]] = []
+    highs: list[tuple[Decimal, str]] = []
     if limits.price_floor is not None:
-        lows.append(limits.price_floor)
+        lows.append((limits.price_floor, "the price floor"))
     if limits.price_ceiling is not None:
-        highs.append(limits.price_ceiling)
+        highs.append((limits.price_ceiling, "the price ceiling"))
     if limits.min_margin is not None and context.unit_cost is not None:
-        lows.append(margin_floor(context.unit_cost, limits.min_margin))
+        lows.append(
+            (margin_floor(context.unit_cost, limits.min_margin), f"the {_share(limits.min_margin)} minimum margin")
+        )
     if limits.max_change_per_step is not None:
-        lows.append(current * (1 - limits.max_change_per_step))
-        highs.append(current * (1 + limits.max_change_per_step))
+        step = f"the {_share(limits.max_change_per_step)} step limit"
+        lows.append((current * (1 - limits.max_change_per_step), step))
+        highs.append((current * (1 + limits.max_change_per_step), step))
     if limits.max_change_per_week is not None:
-        lows.append(context.price_week_ago * (1 - limits.max_change_per_week))
-        highs.append(context.price_week_ago * (1 + limits.max_change_per_week))
+        week = f"the {_share(limits.max_change_per_week)} weekly limit"
+        lows.append((context.price_week_ago * (1 - limits.max_change_per_week), week))
+        highs.append((context.price_week_ago * (1 + limits.max_change_per_week), week))
     competitor = context.lowest_competitor_price
     if competitor is not None and limits.competitor_band_low is not None:
-        lows.append(competitor * limits.competitor_band_low)
+        lows.append((competitor * limits.competitor_band_low, "the competitor band"))
     if competitor is not None and limits.competitor_band_high is not None:
-        highs.append(competitor * limits.competitor_band_high)
+        highs.append((competitor * limits.competitor_band_high, "the competitor band"))
     if limits.map_price is not None:
-        lows.append(limits.map_price)
-    bounded_below = len(lows) > 1
-    low = max(lows) if bounded_below else current * (1 - DEFAULT_SEARCH_SHARE)
-    high = min(highs) if highs else max(current * (1 + DEFAULT_SEARCH_SHARE), low)
-    if not bounded_below and highs:
+        lows.append((limits.map_price, "the minimum advertised price (MAP)"))
+    low, low_reason = max(lows, key=lambda bound: bound[0]) if lows else (current * (1 - DEFAULT_SEARCH_SHARE), None)
+    if highs:
+        high, high_reason = min(highs, key=lambda bound: bound[0])
+    else:
+        high, high_reason = max(current * (1 + DEFAULT_SEARCH_SHARE), low), None
+    if not lows and highs:
         low = min(low, high)
     low, high = _cents_up(max(low, CENT)), _cents_down(high)
     if low > high:
         return None
-    return low, high
+    return FeasibleRange(low=low, high=high, low_reason=low_reason, high_reason=high_reason)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from pricing import optimizer
-from pricing.guardrails import feasible_range, guardrail_checks
+from pricing.guardrails import feasible_range_explained, guardrail_checks
 from pricing.models import DemandModelRun, ElasticityEstimate, PriceProposal, PricingSettings, ProposalStatus
 from pricing.optimizer import CurvePoint, PriceRecommendation, PricingInput
 from pricing.selectors.demand import merchant_zone
@@ -114,7 +114,7 @@ def price_proposals_generate(
         if progress is not None and position % 200 == 0:
             progress(position / len(candidates))
         product_limits, context = limits[product.pk], contexts[product.pk]
-        allowed = feasible_range(product_limits, context)
+        allowed = feasible_range_explained(product_limits, context)
         if allowed is None:
             skipped[SKIP_NO_PRICE_ALLOWED] += 1
             continue
@@ -124,8 +124,10 @@ def price_proposals_generate(
             current_price=float(product.price),
             unit_cost=float(product.cost) if product.cost is not None else None,
             estimate=product_elasticity_from(estimate),
-            low=float(allowed[0]),
-            high=float(allowed[1]),
+            low=float(allowed.low),
+            high=float(allowed.high),
+            low_reason=allowed.low_reason,
+            high_reason=allowed.high_reason,
             objective=settings.objective,
             inventory=product.inventory,
             horizon_days=settings.horizon_days,

@@ -8,6 +8,7 @@ from pricing.guardrails import (
     GuardrailViolation,
     failed_checks,
     feasible_range,
+    feasible_range_explained,
     guardrail_checks,
 )
 
@@ -207,3 +208,25 @@ def test_a_ceiling_below_the_default_range_still_leaves_the_ceiling_itself():
 
     # then
     assert (low, high) == (D("10.00"), D("10.00"))
+
+
+def test_the_feasible_range_names_the_guardrail_at_each_end():
+    # given a 10% step limit, a 30% margin at cost 20.00 and a ceiling, around a price of 30.00
+    limits = GuardrailLimits(
+        max_change_per_step=Decimal("0.10"), min_margin=Decimal("0.30"), price_ceiling=Decimal("32.00")
+    )
+    context = GuardrailContext(
+        current_price=Decimal("30.00"),
+        unit_cost=Decimal("20.00"),
+        price_week_ago=Decimal("30.00"),
+        changes_in_period=0,
+        lowest_competitor_price=None,
+    )
+
+    # when
+    explained = feasible_range_explained(limits, context)
+
+    # then the margin floor (28.58) beats the step's 27.00, the ceiling beats the step's 33.00
+    assert (explained.low, explained.high) == (Decimal("28.58"), Decimal("32.00"))
+    assert (explained.low_reason, explained.high_reason) == ("the 30% minimum margin", "the price ceiling")
+    assert feasible_range(limits, context) == (explained.low, explained.high)

@@ -70,6 +70,9 @@ def test_proposals_stay_inside_the_guardrails_and_record_passing_checks(merchant
         assert len(proposal.curve) >= 10
         assert {check["name"] for check in proposal.guardrail_checks} >= {"max_change_per_step", "min_margin"}
         assert all(check["passed"] for check in proposal.guardrail_checks)
+        # the profit-best 27.00 lies beyond the step limit, and the reasons name it
+        assert proposal.proposed_price == Decimal("26.25")
+        assert "Held at the 5% step limit (26.25)." in proposal.reasons
     entry = AuditLogEntry.objects.get(action="pricing.proposals_generate")
     assert entry.detail["created"] == 3
 
