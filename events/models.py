@@ -16,6 +16,8 @@ class Customer(MerchantOwned):
     personalization_opt_out = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     merged_into = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Erased on request (GDPR/CCPA): PII gone, events kept anonymized, and never used to train a model again.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include("recommendations.api.urls")),
     path("", include("experiments.api.urls")),
     path("", include("pricing.api.urls")),
+    path("", include("loyalty.api.urls")),
 ]
 
 urlpatterns = [
@@ -21,5 +22,7 @@ urlpatterns = [
     path("recommendations/", include("recommendations.urls")),
     path("experiments/", include("experiments.urls")),
     path("pricing/", include("pricing.urls")),
+    path("loyalty/", include("loyalty.urls")),
+    path("support/", include("loyalty.support_urls")),
     path("", include("revopt.dashboard.urls")),
 ]
