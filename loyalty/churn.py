@@ -8,6 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
 
 FEATURES = (
     "days_since_last_order",
@@ -25,6 +33,14 @@ FEATURES = (
     "discount_share",
     "marketing_consent",
 )
+COLUMN_INDEX = {name: index for index, name in enumerate(FEATURES)}
+
+# The pure model's own floor; the service asks for more (loyalty.services.churn.MIN_LABELLED_CUSTOMERS).
+MIN_CUSTOMERS = 20
+MIN_PER_CLASS = 5
+FOLDS = 5
+CALIBRATION_METHODS = ("isotonic", "sigmoid")
+IMPORTANCE_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,10 @@ class ChurnEvaluation:
     train_customers: int = 0
     test_customers: int = 0
     feature_importance: dict[str, float] = field(default_factory=dict)
+    # "none", "isotonic" or "sigmoid": whichever scored the lowest Brier out of fold on the training table.
+    calibration_method: str = "none"
+    brier_out_of_fold: dict[str, float] = field(default_factory=dict)
+    train_base_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +85,140 @@ def churn_train(train: FeatureTable, test: FeatureTable, *, seed: int = 0) -> Ch
     """Fit on `train` (features as of an earlier date, labelled by the following horizon), evaluate on `test`
     (a later as-of date, labelled the same way): a temporal split, never a random one. The threshold maximises
     F1 on the training labels (out of fold); calibration by isotonic or sigmoid if it improves the Brier score."""
-    raise NotImplementedError
+    # One OpenMP thread: on a shop's few thousand rows more threads cost more than they save, and on a busy
+    # worker they thrash (a 300-row fit took 7 s with the threads against 0.2 s without, on a loaded 2-core box).
+    with threadpool_limits(limits=1):
+        return _train(train, test, seed=seed)
+
+
+def _train(train: FeatureTable, test: FeatureTable, *, seed: int) -> ChurnModel:
+    x_train, y_train = _labelled(train, "train")
+    x_test, y_test = _labelled(test, "test")
+    folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y_train).min())), shuffle=True, random_state=seed)
+    raw = cross_val_predict(_classifier(seed), x_train, y_train, cv=folds, method="predict_proba")[:, 1]
+    out_of_fold = {"none": raw}
+    for method in CALIBRATION_METHODS:
+        out_of_fold[method] = _calibrated_out_of_fold(raw, y_train, method=method, folds=folds)
+    brier_by_method = {name: float(brier_score_loss(y_train, probability)) for name, probability in out_of_fold.items()}
+    # Calibration must earn its place: the plain model unless a calibrated one scores a lower Brier out of fold.
+    chosen = min(brier_by_method, key=lambda name: (brier_by_method[name], name != "none"))
+    threshold = best_f1_threshold(y_train, out_of_fold[chosen])
+    if chosen == "none":
+        estimator = _classifier(seed).fit(x_train, y_train)
+    else:
+        # ensemble=False: one model on all the training rows, its calibrator fitted on out-of-fold scores.
+        estimator = CalibratedClassifierCV(_classifier(seed), method=chosen, cv=folds, ensemble=False)
+        estimator.fit(x_train, y_train)
+    probability = estimator.predict_proba(x_test)[:, 1]
+    flagged = probability >= threshold
+    true_positives = int((flagged & (y_test == 1)).sum())
+    importance = permutation_importance(
+        estimator, x_test, y_test, scoring="roc_auc", n_repeats=IMPORTANCE_REPEATS, random_state=seed
+    )
+    evaluation = ChurnEvaluation(
+        auc=float(roc_auc_score(y_test, probability)),
+        threshold=float(threshold),
+        precision=true_positives / int(flagged.sum()) if flagged.any() else 0.0,
+        recall=true_positives / int((y_test == 1).sum()),
+        flagged_share=float(flagged.mean()),
+        base_rate=float(y_test.mean()),
+        calibration=reliability_table(y_test, probability),
+        brier=float(brier_score_loss(y_test, probability)),
+        train_customers=len(y_train),
+        test_customers=len(y_test),
+        feature_importance={
+            name: float(value) for name, value in zip(FEATURES, importance.importances_mean, strict=True)
+        },
+        calibration_method=chosen,
+        brier_out_of_fold=brier_by_method,
+        train_base_rate=float(y_train.mean()),
+    )
+    return ChurnModel(model=estimator, evaluation=evaluation)
 
 
 def churn_score(model: ChurnModel, table: FeatureTable) -> np.ndarray:
-    raise NotImplementedError
+    """P(no purchase in the horizon) per row of `table`."""
+    if tuple(model.features) != FEATURES:
+        raise ValueError(f"the model was trained on other features: {model.features}")
+    if len(table.customer_id) == 0:
+        return np.zeros(0)
+    with threadpool_limits(limits=1):
+        return np.asarray(model.model.predict_proba(_matrix(table))[:, 1], dtype=float)
+
+
+def best_f1_threshold(labels: np.ndarray, probability: np.ndarray) -> float:
+    """The probability cut-off with the highest F1 (flagged = probability ≥ cut-off)."""
+    precision, recall, thresholds = precision_recall_curve(labels, probability)
+    # precision/recall have one more entry than thresholds (the point where nobody is flagged).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)[:-1]
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def reliability_table(labels: np.ndarray, probability: np.ndarray, *, bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean predicted, observed rate, customers) per probability decile: equal-count groups in predicted order."""
+    order = np.argsort(probability, kind="stable")
+    return [
+        (float(probability[group].mean()), float(labels[group].mean()), len(group))
+        for group in np.array_split(order, min(bins, len(order)))
+        if len(group)
+    ]
+
+
+def _calibrated_out_of_fold(
+    scores: np.ndarray, labels: np.ndarray, *, method: str, folds: StratifiedKFold
+) -> np.ndarray:
+    """Out-of-fold probabilities after calibrating out-of-fold scores: each fold's calibrator is fitted on the
+    other folds' scores, so the Brier score it earns is honest (and costs no extra model fit)."""
+    calibrated = np.empty_like(scores)
+    for fitted_on, applied_to in folds.split(scores.reshape(-1, 1), labels):
+        if method == "isotonic":
+            mapping = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            mapping.fit(scores[fitted_on], labels[fitted_on])
+            calibrated[applied_to] = mapping.predict(scores[applied_to])
+        else:
+            logistic = LogisticRegression(C=1e6).fit(_logit(scores[fitted_on]), labels[fitted_on])
+            calibrated[applied_to] = logistic.predict_proba(_logit(scores[applied_to]))[:, 1]
+    return calibrated
+
+
+def _logit(probability: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
+
+
+def _classifier(seed: int) -> HistGradientBoostingClassifier:
+    # Small, regularised trees: a shop has hundreds to a few hundred thousand customers; missing values
+    # (a customer without any session) are handled natively.
+    return HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=150,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
+
+
+def _matrix(table: FeatureTable) -> np.ndarray:
+    values = np.asarray(table.values, dtype=float)
+    if values.ndim != 2 or values.shape[1] != len(FEATURES):
+        raise ValueError(f"expected {len(FEATURES)} feature columns, got shape {values.shape}")
+    return values
+
+
+def _labelled(table: FeatureTable, name: str) -> tuple[np.ndarray, np.ndarray]:
+    if table.churned is None:
+        raise ValueError(f"the {name} table is not labelled")
+    labels = np.asarray(table.churned, dtype=int)
+    if len(labels) != len(table.customer_id):
+        raise ValueError(f"the {name} table has {len(labels)} labels for {len(table.customer_id)} customers")
+    if len(labels) < MIN_CUSTOMERS:
+        raise ValueError(f"the {name} table has {len(labels)} customers, at least {MIN_CUSTOMERS} are needed")
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise ValueError(
+            f"the {name} table needs at least {MIN_PER_CLASS} churned and {MIN_PER_CLASS} retained customers, "
+            f"it has {counts[1]} churned and {counts[0]} retained"
+        )
+    return _matrix(table), labels
