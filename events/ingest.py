@@ -194,9 +194,14 @@ def _store(
         products=products,
         received_at=received_at,
     )
-    _materialise_orders(merchant=merchant, events=valid, customers=customer_of, sessions=sessions, products=products)
+    placed = _materialise_orders(
+        merchant=merchant, events=valid, customers=customer_of, sessions=sessions, products=products
+    )
     _apply_order_changes(merchant=merchant, events=valid)
     _apply_traits(events=valid, customers=customer_of)
+    _loyalty_points_after_commit(
+        merchant=merchant, placed_order_ids=placed, reversed_order_refs=[e.order_ref for e in valid if e.order_ref]
+    )
 
     for event in valid:
         outcome[event.index] = EventResult(event.index, event.message_id, ACCEPTED)
@@ -297,7 +302,7 @@ def _materialise_orders(
     customers: list[Customer],
     sessions: dict[str, int],
     products: dict,
-) -> None:
+) -> list[int]:
     orders = []
     lines = []
     for event, customer in zip(events, customers, strict=True):
@@ -337,6 +342,7 @@ def _materialise_orders(
     for line in lines:
         line.order_id = line.order.pk
     bulk_insert(lines)
+    return [order.pk for order in orders]
 
 
 def _apply_order_changes(*, merchant: Merchant, events: list[ParsedEvent]) -> None:
@@ -357,3 +363,22 @@ def _apply_traits(*, events: list[ParsedEvent], customers: list[Customer]) -> No
         for key, value in event.traits.items():
             setattr(customer, key, value)
         Customer.objects.filter(pk=customer.pk).update(**event.traits)
+
+
+def _loyalty_points_after_commit(
+    *, merchant: Merchant, placed_order_ids: list[int], reversed_order_refs: list[str]
+) -> None:
+    """Orders earn loyalty points and refunds claw them back once the batch commits. A shop without a
+    program costs one cached lookup per batch with orders, nothing more. Robust: a loyalty failure is logged
+    and never fails the batch that already committed (the task is idempotent and can be run again)."""
+    if not placed_order_ids and not reversed_order_refs:
+        return
+    from loyalty.selectors.points import merchant_has_active_program
+    from loyalty.tasks import points_for_orders_task
+
+    if not merchant_has_active_program(merchant=merchant):
+        return
+    merchant_id = merchant.pk
+    transaction.on_commit(
+        lambda: points_for_orders_task.delay(merchant_id, placed_order_ids, reversed_order_refs), robust=True
+    )
