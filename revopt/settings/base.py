@@ -139,6 +139,15 @@ CELERY_TASK_DEFAULT_RETRY_DELAY = 30
 CELERY_TASK_MAX_RETRIES = 3
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    # Daily: unspent loyalty points past their expiry are written off, and tiers follow the 365-day window.
+    "loyalty-points-expire": {"task": "loyalty.tasks.points_expire_all", "schedule": crontab(minute=45, hour=0)},
+    # Nightly: RFM segments, clusters and lifetime value from the day's orders (before the 03:15 pricing fit).
+    "loyalty-insights-nightly": {"task": "loyalty.tasks.insights_refresh_all", "schedule": crontab(minute=30, hour=2)},
+    # Weekly, Monday after the night's insights (CLV feeds the retention offers): churn model, scores, retention list.
+    "loyalty-churn-weekly": {
+        "task": "loyalty.tasks.churn_refresh_all",
+        "schedule": crontab(minute=45, hour=3, day_of_week=1),
+    },
     "data-quality-reports": {
         "task": "events.tasks.data_quality_reports_run_all",
         "schedule": crontab(minute=15, hour="*/6"),

@@ -1,0 +1,152 @@
+"""Celery entry points for loyalty: each loads the merchant by id and calls one service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+
+from events.models import Order, OrderStatus
+from revopt.tenancy.models import Merchant
+
+from .models import LoyaltyProgram
+from .services.churn import churn_refresh
+from .services.insights import InsufficientHistory, lifetime_value_refresh, segments_refresh
+from .services.points import points_apply_order_changes, points_expire_due, tiers_reevaluate
+
+logger = logging.getLogger(__name__)
+
+
+def _active_merchant(merchant_id: int) -> Merchant | None:
+    merchant = Merchant.objects.filter(pk=merchant_id, is_active=True).first()
+    if merchant is None:
+        logger.info("merchant %s is gone or inactive: no loyalty work", merchant_id)
+    return merchant
+
+
+# --- points -----------------------------------------------------------------------------------------------
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
+def points_for_orders_task(
+    self, merchant_id: int, placed_order_ids: list[int], reversed_order_refs: list[str]
+) -> dict | None:
+    """After an ingested batch commits: earn for its new orders, claw back its refunds (idempotent)."""
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    result = points_apply_order_changes(
+        merchant=merchant, placed_order_ids=placed_order_ids, reversed_order_refs=reversed_order_refs
+    )
+    return {"earned": result.earned, "clawed_back": result.clawed_back}
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def points_expire_task(self, merchant_id: int) -> dict | None:
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    expired = points_expire_due(merchant=merchant)
+    tiers_changed = tiers_reevaluate(merchant=merchant)
+    logger.info("loyalty of %s: %s lots expired, %s tiers changed", merchant.slug, expired, tiers_changed)
+    return {"expired": expired, "tiers_changed": tiers_changed}
+
+
+@shared_task
+def points_expire_all() -> int:
+    """Daily (beat): expire unspent points and move tiers, for every merchant running a program."""
+    merchant_ids = list(
+        Merchant.objects.filter(
+            is_active=True, pk__in=LoyaltyProgram.objects.filter(is_active=True).values("merchant_id")
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        points_expire_task.delay(merchant_id)
+    return len(merchant_ids)
+
+
+# --- insights ---------------------------------------------------------------------------------------------
+
+
+# A run that fails is recorded as FAILED (its previous scores stay in service) and re-raised so the worker logs
+# it; a shop whose history is too thin for the model is logged, not raised, so small shops do not alarm nightly.
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def segments_refresh_task(self, merchant_id: int) -> int | None:
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    try:
+        run = segments_refresh(merchant=merchant)
+    except InsufficientHistory as error:
+        logger.info("segments of %s not refreshed: %s", merchant.slug, error)
+        return None
+    logger.info("segments run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
+    return run.pk
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def lifetime_value_refresh_task(self, merchant_id: int) -> int | None:
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    try:
+        run = lifetime_value_refresh(merchant=merchant)
+    except InsufficientHistory as error:
+        logger.info("lifetime value of %s not refreshed: %s", merchant.slug, error)
+        return None
+    logger.info("lifetime value run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
+    return run.pk
+
+
+@shared_task
+def insights_refresh_all() -> int:
+    """Nightly (beat): segments and lifetime value, each in its own task, for every active merchant with orders."""
+    merchant_ids = list(
+        Merchant.objects.filter(
+            is_active=True, pk__in=Order.objects.filter(status=OrderStatus.COMPLETED).values("merchant_id")
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        segments_refresh_task.delay(merchant_id)
+        lifetime_value_refresh_task.delay(merchant_id)
+    return len(merchant_ids)
+
+
+# --- churn ------------------------------------------------------------------------------------------------
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def churn_refresh_task(self, merchant_id: int) -> int | None:
+    """Weekly: train the churn model on a temporal split, score every customer, rebuild the retention list."""
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    try:
+        run = churn_refresh(merchant=merchant)
+    except InsufficientHistory as error:
+        logger.info("churn of %s not refreshed: %s", merchant.slug, error)
+        return None
+    logger.info(
+        "churn run %s of %s: %s customers, AUC %s", run.pk, merchant.slug, run.customers, run.summary.get("auc")
+    )
+    return run.pk
+
+
+@shared_task
+def churn_refresh_all() -> int:
+    """Weekly (beat): one churn refresh task per active merchant with orders."""
+    merchant_ids = list(
+        Merchant.objects.filter(
+            is_active=True, pk__in=Order.objects.filter(status=OrderStatus.COMPLETED).values("merchant_id")
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        churn_refresh_task.delay(merchant_id)
+    return len(merchant_ids)
