@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
-from django.db.models import Case, Count, FloatField, Func, IntegerField, Value, When
+from django.db.models import Case, Count, FloatField, Func, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
 from catalog.models import Product
@@ -151,6 +151,12 @@ def _merged_customers(*, merchant: Merchant) -> dict[int, int]:
     return resolved
 
 
+def _erased_customers(*, merchant: Merchant) -> QuerySet:
+    """Erased customers (GDPR/CCPA) as a subquery: their events and orders are kept for the shop's totals but
+    never train a model again."""
+    return Customer.objects.for_merchant(merchant).filter(erased_at__isnull=False).values("pk")
+
+
 def _resolve_merged(customer_ids: np.ndarray, merged: dict[int, int]) -> np.ndarray:
     # Merging moves a customer's rows, so this only catches rows written in the race around a merge.
     if not merged or not len(customer_ids):
@@ -220,6 +226,7 @@ def _event_rows(*, merchant: Merchant, window_start: datetime, now: datetime) ->
     rows = (
         Event.objects.for_merchant(merchant)
         .filter(name__in=list(EVENT_KINDS), product__isnull=False, timestamp__gte=window_start, timestamp__lte=now)
+        .exclude(customer_id__in=_erased_customers(merchant=merchant))
         .annotate(kind_code=kind_code, seconds=UnixSeconds("timestamp"))
         .values_list("customer_id", "product_id", "kind_code", "seconds", "session_id")
     )
@@ -239,6 +246,7 @@ def _purchase_rows(
             order__placed_at__gte=window_start,
             order__placed_at__lte=now,
         )
+        .exclude(order__customer_id__in=_erased_customers(merchant=merchant))
         .annotate(
             kind_code=Value(KIND_INDEX["purchase"], output_field=IntegerField()),
             seconds=UnixSeconds("order__placed_at"),

@@ -47,7 +47,7 @@ from django.db.models.functions import Cast, TruncDate
 from django.db.models.sql.compiler import SQLCompiler
 
 from catalog.models import CompetitorPriceObservation, Product
-from events.models import Event, OrderLine, OrderStatus, Session
+from events.models import Customer, Event, OrderLine, OrderStatus, Session
 from pricing.demand import DemandPanel
 from pricing.models import PriceChange
 from revopt.tenancy.models import Merchant
@@ -112,13 +112,20 @@ def _matrix(queryset: QuerySet, columns: int) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros((0, columns))
 
 
+def _erased_customers(merchant: Merchant) -> QuerySet:
+    """Erased customers (GDPR/CCPA), as a subquery: their views and purchases never fit a demand model again."""
+    return Customer.objects.for_merchant(merchant).filter(erased_at__isnull=False).values("pk")
+
+
 def _views_by_day(*, merchant: Merchant, start: date, end: date, product_ids: Sequence[int] | None) -> np.ndarray:
     """Columns: product id, day number, mean price shown, promoted (0/1), out of stock (0/1), most inventory
     reported (NaN when none)."""
     zone = merchant_zone(merchant)
     since, until = day_bounds(merchant=merchant, start=start, end=end)
-    views = Event.objects.for_merchant(merchant).filter(
-        name=PRODUCT_VIEWED, timestamp__gte=since, timestamp__lt=until, product_id__isnull=False
+    views = (
+        Event.objects.for_merchant(merchant)
+        .filter(name=PRODUCT_VIEWED, timestamp__gte=since, timestamp__lt=until, product_id__isnull=False)
+        .exclude(customer_id__in=_erased_customers(merchant))
     )
     if product_ids is not None:
         views = views.filter(product_id__in=list(product_ids))
@@ -175,6 +182,7 @@ def _sales_by_day(*, merchant: Merchant, start: date, end: date, product_ids: Se
         OrderLine.objects.for_merchant(merchant)
         .filter(order__placed_at__gte=since, order__placed_at__lt=until, product_id__isnull=False)
         .exclude(order__status=OrderStatus.CANCELLED)
+        .exclude(order__customer_id__in=_erased_customers(merchant))
     )
     if product_ids is not None:
         lines = lines.filter(product_id__in=list(product_ids))
