@@ -1,5 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from .views import screens
 
 app_name = "loyalty"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("", screens.overview, name="index"),
+]

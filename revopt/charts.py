@@ -856,3 +856,229 @@ def updown_bar_chart(
     parts += _x_labels([label for label, *_ in cleaned], centres, y=height - _MARGIN_BOTTOM + 18)
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- loyalty charts ---------------------------------------------------------------------------
+# A cohort heatmap (rows of shares coloured by value, the figure in each cell), a histogram with a marked
+# value (the median), and a reliability diagram (predicted against observed shares, the diagonal dashed).
+
+_HEAT_ROW_HEIGHT = 26
+_HEAT_HEADER = 22
+
+
+def _heat_colour(intensity: float) -> str:
+    """A faint grey (#f1f5f9, so an empty cell still shows) to the accent colour (#4f46e5) as intensity goes
+    from 0 to 1."""
+    intensity = min(1.0, max(0.0, intensity))
+    red, green, blue = (
+        round(start + (end - start) * intensity) for start, end in ((0xF1, 0x4F), (0xF5, 0x46), (0xF9, 0xE5))
+    )
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def heatmap_chart(
+    rows: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    columns: Sequence[str],
+    title: str,
+    width: int | str = "100%",
+    chart_id: str | None = None,
+    value_format: ValueFormat = "{:.0%}",
+    empty_message: str = "No data yet",
+) -> str:
+    """One row of cells per (label, values); a value of None (not observed yet) leaves its cell empty.
+
+    A cell's colour is its value against the largest value of the chart (so low retention shares still
+    show their differences), and each cell carries its figure."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned: list[tuple[str, list[float | None]]] = []
+    for label, values in rows:
+        numbers = [None if value is None else float(value) for value in values]
+        if any(value is not None and not math.isfinite(value) for value in numbers):
+            raise ValueError(f"heatmap values must be finite, got {numbers!r} for {label!r}")
+        if len(numbers) > len(columns):
+            raise ValueError(f"row {label!r} has more values than there are columns")
+        cleaned.append((str(label), numbers))
+    height = _HEAT_HEADER + _HEAT_ROW_HEIGHT * max(len(cleaned), 1) + 4
+    if not cleaned:
+        return _empty_chart(
+            kind="heatmap", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    observed = [value for _, values in cleaned for value in values if value is not None]
+    peak = max(observed, default=0.0) or 1.0
+    description = (
+        f"{len(cleaned)} rows from {cleaned[0][0]} to {cleaned[-1][0]} over {len(columns)} columns; "
+        f"{len(observed)} cells; highest {_format(max(observed, default=0.0), value_format)}."
+    )
+    parts = _open_svg(
+        kind="heatmap", title=title, description=description, width=width, height=height, chart_id=chart_id
+    )
+    cell = 100 / len(columns)
+    parts.append('<g class="chart-x-axis">')
+    for index, name in enumerate(columns):
+        parts.append(
+            f'<text class="chart-axis-label heat-column" x="{cell * (index + 0.5):.3f}%" y="{_HEAT_HEADER - 8}" '
+            f'text-anchor="middle" fill="#64748b">{escape(str(name))}</text>'
+        )
+    parts.append("</g>")
+    parts.append('<g class="heat-rows">')
+    for row_index, (label, values) in enumerate(cleaned):
+        top = _HEAT_HEADER + _HEAT_ROW_HEIGHT * row_index
+        parts.append(f'<g class="heat-row" data-row="{_attr(label)}">')
+        parts.append(
+            f'<text class="chart-axis-label chart-y-label" x="{-_Y_LABEL_GAP}" y="{top + _HEAT_ROW_HEIGHT / 2:.1f}" '
+            f'text-anchor="end" dominant-baseline="middle" fill="#64748b">{escape(label)}</text>'
+        )
+        for index, value in enumerate(values):
+            if value is None:
+                continue
+            intensity = value / peak
+            text = _format(value, value_format)
+            parts.append(
+                f'<rect class="heat-cell" x="{cell * index + 0.15:.3f}%" y="{top + 1}" width="{cell - 0.3:.3f}%" '
+                f'height="{_HEAT_ROW_HEIGHT - 2}" rx="2" fill="{_heat_colour(intensity)}" '
+                f'data-row="{_attr(label)}" data-column="{_attr(columns[index])}" data-value="{value:g}">'
+                f"<title>{escape(label)}, {escape(str(columns[index]))}: {escape(text)}</title></rect>"
+            )
+            dark = intensity > 0.55
+            parts.append(
+                f'<text class="heat-value{" heat-value-dark" if dark else ""}" x="{cell * (index + 0.5):.3f}%" '
+                f'y="{top + _HEAT_ROW_HEIGHT / 2:.1f}" text-anchor="middle" dominant-baseline="middle" '
+                f'fill="{"#ffffff" if dark else "#1e293b"}">{escape(text)}</text>'
+            )
+        parts.append("</g>")
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram_chart(
+    bins: Sequence[tuple[Number, Number, int]],
+    *,
+    title: str,
+    marker: tuple[str, Number] | None = None,
+    width: int | str = "100%",
+    height: int = 220,
+    x_format: ValueFormat = _default_format,
+    open_ended: bool = False,
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """Adjacent bars of (low, high, count) over a numeric axis, with an optional labelled vertical marker
+    (e.g. the median). `open_ended`: the last bin also holds everything above its upper edge."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned = sorted((float(low), float(high), int(count)) for low, high, count in bins)
+    if any(not (math.isfinite(low) and math.isfinite(high)) or count < 0 for low, high, count in cleaned):
+        raise ValueError("histogram bins need finite edges and non-negative counts")
+    if not cleaned or not any(count for *_, count in cleaned):
+        return _empty_chart(
+            kind="histogram", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    top = _MARGIN_TOP + (16 if marker else 0)
+    scale = _scale([float(count) for *_, count in cleaned], top=top, bottom=height - _MARGIN_BOTTOM)
+    xscale = _LinearScale(low=cleaned[0][0], high=cleaned[-1][1])
+    total = sum(count for *_, count in cleaned)
+    description = (
+        f"{total:,} in {len(cleaned)} bins from {_format(cleaned[0][0], x_format)} to "
+        f"{_format(cleaned[-1][1], x_format)}{' and above' if open_ended else ''}."
+    )
+    if marker:
+        description += f" {marker[0]}: {_format(float(marker[1]), x_format)}."
+    parts = _open_svg(
+        kind="histogram", title=title, description=description, width=width, height=height, chart_id=chart_id
+    )
+    parts += _y_labels(scale, lambda value: f"{value:,.0f}")
+    parts += _gridlines(scale)
+    zero_y = scale.y(0.0)
+    parts.append('<g class="chart-bars">')
+    for index, (low, high, count) in enumerate(cleaned):
+        left, right = xscale.x(low), xscale.x(high)
+        y = scale.y(count)
+        last = open_ended and index == len(cleaned) - 1
+        span = f"{_format(low, x_format)} " + ("and above" if last else f"to {_format(high, x_format)}")
+        parts.append(
+            f'<rect class="bar" x="{left + 0.15:.3f}%" y="{y:.1f}" width="{max(right - left - 0.3, 0.1):.3f}%" '
+            f'height="{zero_y - y:.1f}" fill="#4f46e5" data-low="{low:g}" data-high="{high:g}" data-value="{count}">'
+            f"<title>{escape(span)}: {count:,}</title></rect>"
+        )
+    parts.append("</g>")
+    parts.append(
+        f'<line class="chart-baseline" x1="0" x2="100%" y1="{zero_y:.1f}" y2="{zero_y:.1f}" '
+        f'stroke="#94a3b8" stroke-width="1"/>'
+    )
+    if marker:
+        label, value = marker[0], float(marker[1])
+        x = xscale.x(value)
+        anchor = "start" if x < 15 else "end" if x > 85 else "middle"
+        parts.append(
+            f'<g class="chart-marker chart-marker-median" data-marker="{_attr(label)}" data-x="{value:g}">'
+            f"<title>{escape(label)}: {escape(_format(value, x_format))}</title>"
+            f'<line x1="{x:.3f}%" x2="{x:.3f}%" y1="{top - 2}" y2="{zero_y:.1f}" stroke="#d97706" stroke-width="2" '
+            f'stroke-dasharray="4 3"/><text class="chart-marker-label" x="{x:.3f}%" y="{top - 6}" '
+            f'text-anchor="{anchor}" fill="#b45309">{escape(label)} {escape(_format(value, x_format))}</text></g>'
+        )
+    parts.append('<g class="chart-x-axis">')
+    for tick in xscale.ticks():
+        x = xscale.x(tick)
+        anchor = "start" if x < 3 else "end" if x > 97 else "middle"
+        parts.append(
+            f'<text class="chart-axis-label chart-x-label" x="{x:.3f}%" y="{height - _MARGIN_BOTTOM + 18}" '
+            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, x_format))}</text>'
+        )
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def reliability_chart(
+    points: Sequence[tuple[Number, Number, int]],
+    *,
+    title: str,
+    width: int | str = "100%",
+    height: int = 240,
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """A reliability diagram: per (predicted, observed, n) group a point, both axes 0 to 1, with the
+    diagonal of perfect calibration dashed. A point's radius grows with its group's size."""
+    chart_id = _chart_id(title, chart_id)
+    cleaned = [(float(predicted), float(observed), int(n)) for predicted, observed, n in points]
+    if any(not (0 <= p <= 1 and 0 <= o <= 1) or n < 0 for p, o, n in cleaned):
+        raise ValueError("reliability points need shares between 0 and 1 and non-negative sizes")
+    if not cleaned:
+        return _empty_chart(
+            kind="reliability", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    gap = max(abs(p - o) for p, o, _ in cleaned)
+    description = f"{len(cleaned)} groups of predicted against observed shares; largest gap {gap:.0%}."
+    parts = _open_svg(
+        kind="reliability", title=title, description=description, width=width, height=height, chart_id=chart_id
+    )
+    scale = _Scale(low=0.0, high=1.0, step=0.25, top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    parts += _y_labels(scale, "{:.0%}")
+    parts += _gridlines(scale)
+    parts.append(
+        f'<line class="chart-diagonal" x1="0" x2="100%" y1="{scale.y(0):.1f}" y2="{scale.y(1):.1f}" '
+        f'stroke="#94a3b8" stroke-width="1.5" stroke-dasharray="5 4"/>'
+    )
+    largest = max((n for *_, n in cleaned), default=1) or 1
+    parts.append('<g class="chart-points">')
+    for predicted, observed, n in cleaned:
+        radius = 3 + 4 * math.sqrt(n / largest)
+        parts.append(
+            f'<circle class="point reliability-point" cx="{predicted * 100:.3f}%" cy="{scale.y(observed):.1f}" '
+            f'r="{radius:.1f}" fill="#4f46e5" fill-opacity="0.75" stroke="#ffffff" data-predicted="{predicted:g}" '
+            f'data-observed="{observed:g}" data-n="{n}"><title>predicted {predicted:.0%}, observed {observed:.0%} '
+            f"({n:,} customers)</title></circle>"
+        )
+    parts.append("</g>")
+    parts.append('<g class="chart-x-axis">')
+    for tick in scale.ticks():
+        anchor = "start" if tick == 0 else "end" if tick == 1 else "middle"
+        parts.append(
+            f'<text class="chart-axis-label chart-x-label" x="{tick * 100:.3f}%" y="{height - _MARGIN_BOTTOM + 18}" '
+            f'text-anchor="{anchor}" fill="#64748b">{tick:.0%}</text>'
+        )
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
