@@ -27,6 +27,7 @@ demo: install
 	-$(PY) manage.py data_quality_report --merchant demo
 	-$(PY) manage.py train_recommenders --merchant demo
 	-$(PY) manage.py pricing_refresh --merchant demo
+	-$(PY) manage.py loyalty_refresh --merchant demo
 	@echo ""
 	@echo "revopt demo at http://$(HOST):$(PORT)/  —  log in as demo / $${DEMO_PASSWORD:-revopt-demo} (platform admin: admin). Ctrl-C to stop."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload

@@ -94,3 +94,18 @@ def test_setup_demo_sets_careful_pricing_guardrails_once():
     guardrail = Guardrail.objects.get(merchant__slug="demo", scope=GuardrailScope.MERCHANT)
     assert (guardrail.max_change_per_step, guardrail.min_margin) == (Decimal("0.10"), Decimal("0.20"))
     assert (guardrail.max_changes_per_period, guardrail.period_days) == (1, 7)
+
+
+def test_setup_demo_creates_a_points_program_once():
+    # given
+    from loyalty.models import LoyaltyProgram
+
+    # when run twice
+    _run()
+    _run()
+
+    # then one active program with its tiers and rewards, ready before the simulated orders arrive
+    program = LoyaltyProgram.objects.get(merchant__slug="demo")
+    assert program.is_active
+    assert [tier.name for tier in program.tiers.order_by("threshold_points")] == ["Trail", "Summit"]
+    assert program.rewards.count() == 2 and program.earn_rules.count() == 2

@@ -38,6 +38,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Merchant {merchant.name} ({merchant.slug}) already exists.")
 
         self._ensure_pricing_guardrails(merchant)
+        self._ensure_loyalty_program(merchant)
 
         logins = [
             self._ensure_user(DEMO_MANAGER_USERNAME, password, Role.MERCHANT_MANAGER, merchant),
@@ -88,6 +89,58 @@ class Command(BaseCommand):
             note="demo: a careful start",
         )
         self.stdout.write("Set the demo shop's pricing guardrails (10% a step, 1 change a week, 20% margin).")
+
+    def _ensure_loyalty_program(self, merchant: Merchant) -> None:
+        """A points program like a small outdoor shop's, set up before the simulated orders so they earn."""
+        from loyalty.models import EarnAction, EarnRule, LoyaltyProgram, Reward, RewardKind, Tier
+        from loyalty.services.points import loyalty_program_save
+
+        if LoyaltyProgram.objects.for_merchant(merchant).exists():
+            return
+        program = loyalty_program_save(
+            program=LoyaltyProgram(merchant=merchant, name="Trail Points", expiry_days=365), actor=None
+        )
+        EarnRule.objects.bulk_create(
+            [
+                EarnRule(
+                    merchant=merchant, program=program, action=EarnAction.REVIEW, points=50, limit_per_customer=10
+                ),
+                EarnRule(merchant=merchant, program=program, action=EarnAction.REFERRAL, points=200),
+            ]
+        )
+        Tier.objects.bulk_create(
+            [
+                Tier(merchant=merchant, program=program, name="Trail", threshold_points=0),
+                Tier(
+                    merchant=merchant,
+                    program=program,
+                    name="Summit",
+                    threshold_points=300,
+                    earn_multiplier=Decimal("1.5"),
+                    benefits="1.5 points per dollar, early access to sales",
+                ),
+            ]
+        )
+        Reward.objects.bulk_create(
+            [
+                Reward(
+                    merchant=merchant,
+                    program=program,
+                    name="$5 off",
+                    kind=RewardKind.AMOUNT_OFF,
+                    points_cost=500,
+                    value=5,
+                ),
+                Reward(
+                    merchant=merchant,
+                    program=program,
+                    name="Free shipping",
+                    kind=RewardKind.FREE_SHIPPING,
+                    points_cost=300,
+                ),
+            ]
+        )
+        self.stdout.write("Created the demo shop's points program (Trail Points: two tiers, two rewards).")
 
     def _ensure_user(
         self, username: str, password: str, role: Role, merchant: Merchant | None
