@@ -22,7 +22,6 @@ listed with offer "none" (cost 0, expected value 0) and the reason, so the merch
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -50,6 +49,7 @@ from loyalty.models import (
 from loyalty.selectors.churn import churn_feature_table, retention_settings_for
 from loyalty.selectors.summaries import gross_margin
 from loyalty.services.insights import InsufficientHistory
+from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -240,7 +240,7 @@ def _store(
         run.customers = len(current.customer_id)
         run.progress = 1.0
         run.artifact = pickle.dumps(model)
-        run.summary = _json_safe(
+        run.summary = jsonable(
             {
                 **asdict(model.evaluation),
                 "horizon_days": horizon.days,
@@ -407,18 +407,3 @@ def _fail(*, run: InsightRun, error: Exception) -> None:
             target=run,
             detail={"status": run.status, "error": run.error[:500]},
         )
-
-
-def _json_safe(value: object) -> object:
-    """numpy scalars and arrays as plain numbers and lists; non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int | str | bool) or value is None:
-        return value
-    return str(value)

@@ -25,6 +25,7 @@ from django.utils import timezone
 from loyalty import clv, rfm
 from loyalty.models import CustomerInsight, InsightKind, InsightRun, RunStatus
 from loyalty.selectors.summaries import CustomerHistory, customer_history, gross_margin
+from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -341,7 +342,7 @@ def _store(
         run.finished_at = timezone.now()
         run.customers = len(rows)
         run.progress = 1.0
-        run.summary = _json_safe({**summary, "cleared_customers": stale})
+        run.summary = jsonable({**summary, "cleared_customers": stale})
         run.save(update_fields=["status", "finished_at", "customers", "progress", "summary"])
         audit_log_write(
             merchant=merchant,
@@ -409,21 +410,6 @@ def _lifetime_value_summary(
         "clv_12m_mean": float(values["clv_12m"].mean()),
         "p_alive_mean": float(values["p_alive"].mean()),
     }
-
-
-def _json_safe(value: object) -> object:
-    """numpy scalars and arrays as plain numbers and lists; non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int | str | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _fail(*, run: InsightRun, error: Exception) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,6 +24,7 @@ from pricing.elasticity import DemandFit, ProductElasticity
 from pricing.models import DemandModelRun, ElasticityEstimate, ModelRunStatus
 from pricing.selectors.demand import demand_panel, merchant_zone
 from pricing.selectors.guardrails import pricing_settings_for
+from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -166,7 +166,7 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def _summary(fit: DemandFit, *, skipped: int) -> dict:
-    return _json_safe(
+    return jsonable(
         {
             "level": fit.level,
             "day_of_week": list(fit.day_of_week),
@@ -182,21 +182,6 @@ def _summary(fit: DemandFit, *, skipped: int) -> dict:
             "diagnostics": fit.diagnostics,
         }
     )
-
-
-def _json_safe(value: object) -> object:
-    """numpy scalars and arrays as plain numbers and lists; non-finite floats as None."""
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, int | str | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _fail(*, run: DemandModelRun, error: Exception) -> None:

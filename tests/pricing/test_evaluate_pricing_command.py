@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 from experiments.stats.validation import ValidationRow
 from pricing.management.commands import evaluate_pricing
-from pricing.management.commands.evaluate_pricing import SectionOutput, format_table
+from revopt.validation import SectionOutput, format_table
 
 
 def test_quick_run_prints_the_yogurt_and_simulator_tables(capsys):

@@ -7,18 +7,16 @@
 - churn: the churn model on the simulated shop (`loyalty.evaluation.churn_simulated`).
 
 Every section ends with its checks; a summary of all checks closes the run, which exits non-zero when any bound
-fails. Tables are printed as `evaluate_pricing` prints them.
+fails. Tables are printed as every `evaluate_*` command prints them (`revopt.validation`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from experiments.management.commands.validate_stats import format_rows
 from experiments.stats.validation import ValidationRow
 from loyalty.evaluation.cdnow import (
     CALIBRATION_END,
@@ -29,7 +27,7 @@ from loyalty.evaluation.cdnow import (
     cdnow_summary_study,
 )
 from loyalty.evaluation.churn_simulated import churn_simulation_study
-from pricing.management.commands.evaluate_pricing import SectionOutput, format_table
+from revopt.validation import SectionedValidationCommand, SectionOutput
 
 SECTION_KEYS = ("cdnow-summary", "cdnow-raw", "churn")
 # --quick: the raw log of the first customers only, and a smaller, shorter simulated shop.
@@ -46,7 +44,8 @@ class RunOptions:
     progress: bool
 
 
-class Command(BaseCommand):
+class Command(SectionedValidationCommand):
+    section_keys = SECTION_KEYS
     help = (
         "Validate lifetime value on CDNOW (the published summary and the raw log through revopt's events → orders "
         "path) and the churn model on the simulator (exits non-zero on a failure)."
@@ -69,38 +68,7 @@ class Command(BaseCommand):
             "cdnow-raw": cdnow_raw_section,
             "churn": churn_section,
         }
-        summary: list[ValidationRow] = []
-        for key in self._selected(options["sections"]):
-            started = time.perf_counter()
-            output = runners[key](run)
-            elapsed = time.perf_counter() - started
-            self.stdout.write(f"\n## {output.title}  ({elapsed:.1f} s)")
-            for line in output.text:
-                self.stdout.write(line)
-            for caption, header, rows in output.tables:
-                self.stdout.write(f"\n{caption}")
-                self.stdout.write(format_table(header, rows))
-            self.stdout.write("")
-            self.stdout.write(format_rows(output.checks))
-            summary.extend(
-                ValidationRow(f"{key}: {row.check}", row.value, row.bound, row.passed) for row in output.checks
-            )
-        checked = [row for row in summary if row.passed is not None]
-        self.stdout.write("\n## Summary")
-        self.stdout.write(format_rows(checked))
-        failed = sum(row.passed is False for row in checked)
-        if failed:
-            raise CommandError(f"{failed} check(s) failed")
-        self.stdout.write(self.style.SUCCESS("\nall checks passed"))
-
-    def _selected(self, keys: str | None) -> list[str]:
-        if not keys:
-            return list(SECTION_KEYS)
-        wanted = [key.strip() for key in keys.split(",") if key.strip()]
-        unknown = [key for key in wanted if key not in SECTION_KEYS]
-        if unknown or not wanted:
-            raise CommandError(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTION_KEYS)}")
-        return [key for key in SECTION_KEYS if key in wanted]
+        self.run_sections(runners=runners, run=run, sections=options["sections"])
 
 
 def _rows(checks: list[tuple[str, str, str, bool | None]]) -> list[ValidationRow]:

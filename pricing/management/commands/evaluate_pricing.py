@@ -12,15 +12,14 @@ any bound fails.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from experiments.management.commands.validate_stats import format_rows
 from experiments.stats.validation import ValidationRow
+from revopt.validation import SectionedValidationCommand, SectionOutput
 
 SECTION_KEYS = ("simulator", "yogurt", "experiment")
 
@@ -33,15 +32,8 @@ class RunOptions:
     progress: bool
 
 
-@dataclass(frozen=True)
-class SectionOutput:
-    title: str
-    tables: list[tuple[str, list[str], list[list[str]]]]  # (caption, header, rows)
-    checks: list[ValidationRow]
-    text: tuple[str, ...] = ()  # free-form lines printed before the tables
-
-
-class Command(BaseCommand):
+class Command(SectionedValidationCommand):
+    section_keys = SECTION_KEYS
     help = (
         "Validate pricing: the engine against the oracle on the simulator, the logit price-response model on the "
         "Yogurt scanner data, and AI vs static pricing through the experiments engine (exits non-zero on a failure)."
@@ -64,54 +56,7 @@ class Command(BaseCommand):
             "yogurt": yogurt_section,
             "experiment": experiment_section,
         }
-        summary: list[ValidationRow] = []
-        for key in self._selected(options["sections"]):
-            started = time.perf_counter()
-            output = runners[key](run)
-            elapsed = time.perf_counter() - started
-            self.stdout.write(f"\n## {output.title}  ({elapsed:.1f} s)")
-            for line in output.text:
-                self.stdout.write(line)
-            for caption, header, rows in output.tables:
-                self.stdout.write(f"\n{caption}")
-                self.stdout.write(format_table(header, rows))
-            self.stdout.write("")
-            self.stdout.write(format_rows(output.checks))
-            summary.extend(
-                ValidationRow(f"{key}: {row.check}", row.value, row.bound, row.passed) for row in output.checks
-            )
-        checked = [row for row in summary if row.passed is not None]
-        self.stdout.write("\n## Summary")
-        self.stdout.write(format_rows(checked))
-        failed = sum(row.passed is False for row in checked)
-        if failed:
-            raise CommandError(f"{failed} check(s) failed")
-        self.stdout.write(self.style.SUCCESS("\nall checks passed"))
-
-    def _selected(self, keys: str | None) -> list[str]:
-        if not keys:
-            return list(SECTION_KEYS)
-        wanted = [key.strip() for key in keys.split(",") if key.strip()]
-        unknown = [key for key in wanted if key not in SECTION_KEYS]
-        if unknown or not wanted:
-            raise CommandError(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTION_KEYS)}")
-        return [key for key in SECTION_KEYS if key in wanted]
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned table in the style of `validate_stats` (numbers right-aligned)."""
-    table = [header, *rows]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
-
-    def cell(text: str, width: int, column: int) -> str:
-        return text.ljust(width) if column == 0 else text.rjust(width)
-
-    lines = [
-        "  ".join(cell(text, width, column) for column, (text, width) in enumerate(zip(line, widths, strict=True)))
-        for line in table
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+        self.run_sections(runners=runners, run=run, sections=options["sections"])
 
 
 def simulator_section(run: RunOptions) -> SectionOutput:
