@@ -109,3 +109,7 @@ def test_setup_demo_creates_a_points_program_once():
     assert program.is_active
     assert [tier.name for tier in program.tiers.order_by("threshold_points")] == ["Trail", "Summit"]
     assert program.rewards.count() == 2 and program.earn_rules.count() == 2
+    # and a churn horizon the demo's 60 days of history can train on twice over
+    from loyalty.models import RetentionSettings
+
+    assert RetentionSettings.objects.get(merchant__slug="demo").churn_horizon_days * 2 < 60

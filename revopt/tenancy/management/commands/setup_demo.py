@@ -39,6 +39,7 @@ class Command(BaseCommand):
 
         self._ensure_pricing_guardrails(merchant)
         self._ensure_loyalty_program(merchant)
+        self._ensure_retention_settings(merchant)
 
         logins = [
             self._ensure_user(DEMO_MANAGER_USERNAME, password, Role.MERCHANT_MANAGER, merchant),
@@ -141,6 +142,16 @@ class Command(BaseCommand):
             ]
         )
         self.stdout.write("Created the demo shop's points program (Trail Points: two tiers, two rewards).")
+
+    def _ensure_retention_settings(self, merchant: Merchant) -> None:
+        """The demo shop has 60 days of history; the churn model trains on the table as of 2 × horizon ago, so
+        the default 90-day horizon would leave it nothing to learn from. A 14-day horizon fits, and a small
+        weekly budget lets the retention list suggest offers."""
+        from loyalty.models import RetentionSettings
+
+        if RetentionSettings.objects.for_merchant(merchant).exists():
+            return
+        RetentionSettings.objects.create(merchant=merchant, churn_horizon_days=14, weekly_budget=Decimal("200"))
 
     def _ensure_user(
         self, username: str, password: str, role: Role, merchant: Merchant | None
