@@ -108,9 +108,13 @@ class IdentityResolver:
         """Write new customers, promotions, merges and alias links."""
         new_customers = [c for c in self._new_customers if self.canonical(c) is c]
         bulk_insert(new_customers)
+        new_members: list[int] = []
         for customer in self._promoted:
             if self.canonical(customer) is customer:
                 Customer.objects.filter(pk=customer.pk).update(external_id=customer.external_id)
+                new_members.append(customer.pk)
+        new_members += [source.pk for source, _ in self._merges]
+        orders_earn_as_member(merchant=self.merchant, anonymous_customer_ids=new_members)
         for source, target in self._merges:
             customer_merge(source=source, target=self.canonical(target))
 
@@ -125,6 +129,22 @@ class IdentityResolver:
             elif existing.customer_id != customer.pk:
                 AnonymousIdentity.objects.filter(pk=existing.pk).update(customer=customer)
         bulk_insert(new_aliases)
+
+
+def orders_earn_as_member(*, merchant: Merchant, anonymous_customer_ids: list[int]) -> None:
+    """Orders a shopper placed before logging in earn loyalty points once they belong to a member (after the
+    batch commits; once, since the ledger's idempotency key is the order). Free for a shop without a program."""
+    if not anonymous_customer_ids:
+        return
+    from events.ingest import loyalty_points_after_commit  # loyalty builds on events: import late
+    from loyalty.selectors.points import merchant_has_active_program
+
+    if not merchant_has_active_program(merchant=merchant):
+        return
+    order_ids = list(
+        Order.objects.filter(merchant=merchant, customer_id__in=anonymous_customer_ids).values_list("pk", flat=True)
+    )
+    loyalty_points_after_commit(merchant=merchant, placed_order_ids=order_ids, reversed_order_refs=[])
 
 
 def customer_merge(*, source: Customer, target: Customer) -> None:

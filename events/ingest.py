@@ -199,7 +199,7 @@ def _store(
     )
     _apply_order_changes(merchant=merchant, events=valid)
     _apply_traits(events=valid, customers=customer_of)
-    _loyalty_points_after_commit(
+    loyalty_points_after_commit(
         merchant=merchant, placed_order_ids=placed, reversed_order_refs=[e.order_ref for e in valid if e.order_ref]
     )
 
@@ -365,7 +365,7 @@ def _apply_traits(*, events: list[ParsedEvent], customers: list[Customer]) -> No
         Customer.objects.filter(pk=customer.pk).update(**event.traits)
 
 
-def _loyalty_points_after_commit(
+def loyalty_points_after_commit(
     *, merchant: Merchant, placed_order_ids: list[int], reversed_order_refs: list[str]
 ) -> None:
     """Orders earn loyalty points and refunds claw them back once the batch commits. A shop without a

@@ -147,6 +147,70 @@ def test_the_ingest_path_earns_once_even_when_the_batch_is_sent_twice(
     assert [(entry.kind, entry.points) for entry in entries] == [(EntryKind.EARN, 75)]
 
 
+def test_an_order_placed_before_logging_in_earns_once_the_shopper_logs_in(
+    merchant, program, django_capture_on_commit_callbacks
+):
+    # given an anonymous shopper's order: no member to credit yet
+    ProductFactory(merchant=merchant, sku="SKU-1", price=D("25.00"))
+    now = timezone.now()
+    order_event = {
+        "type": "track", "event": "Order Completed", "messageId": "m-anon-order", "anonymousId": "device-7",
+        "timestamp": (now - timedelta(minutes=10)).isoformat(),
+        "properties": {"order_id": "A-7", "products": [{"sku": "SKU-1", "price": 25, "quantity": 2}]},
+    }  # fmt: skip
+    login_event = {
+        "type": "identify", "messageId": "m-login", "anonymousId": "device-7", "userId": "shopper-7",
+        "timestamp": (now - timedelta(minutes=5)).isoformat(),
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        event_batch_ingest(merchant=merchant, events=[order_event])
+    assert not PointsEntry.objects.filter(merchant=merchant).exists()
+
+    # when the shopper logs in (twice, as storefronts resend)
+    with django_capture_on_commit_callbacks(execute=True):
+        event_batch_ingest(merchant=merchant, events=[login_event])
+    with django_capture_on_commit_callbacks(execute=True):
+        event_batch_ingest(merchant=merchant, events=[{**login_event, "messageId": "m-login-2"}])
+
+    # then the order earns for the member, once: floor(1.5 × 50) = 75
+    entries = list(PointsEntry.objects.filter(merchant=merchant).select_related("account__customer"))
+    assert [(entry.kind, entry.points, entry.account.customer.external_id) for entry in entries] == [
+        (EntryKind.EARN, 75, "shopper-7")
+    ]
+
+
+def test_an_order_placed_before_logging_in_to_an_existing_account_earns_after_the_merge(
+    merchant, program, django_capture_on_commit_callbacks
+):
+    # given a member who already earned, and an order they placed on another device before logging in there
+    ProductFactory(merchant=merchant, sku="SKU-1", price=D("25.00"))
+    now = timezone.now()
+
+    def order(message_id: str, order_id: str, **ids: str) -> dict:
+        return {
+            "type": "track", "event": "Order Completed", "messageId": message_id, **ids,
+            "timestamp": (now - timedelta(minutes=20)).isoformat(),
+            "properties": {"order_id": order_id, "products": [{"sku": "SKU-1", "price": 25, "quantity": 2}]},
+        }  # fmt: skip
+
+    with django_capture_on_commit_callbacks(execute=True):
+        event_batch_ingest(merchant=merchant, events=[order("m-1", "B-1", userId="shopper-8")])
+        event_batch_ingest(merchant=merchant, events=[order("m-2", "B-2", anonymousId="tablet-8")])
+    login = {
+        "type": "identify", "messageId": "m-login", "anonymousId": "tablet-8", "userId": "shopper-8",
+        "timestamp": (now - timedelta(minutes=5)).isoformat(),
+    }  # fmt: skip
+
+    # when the anonymous customer merges into the member
+    with django_capture_on_commit_callbacks(execute=True):
+        event_batch_ingest(merchant=merchant, events=[login])
+
+    # then both orders have earned for the member, each once
+    entries = PointsEntry.objects.filter(merchant=merchant).order_by("order__external_id")
+    assert [(entry.order.external_id, entry.points) for entry in entries] == [("B-1", 75), ("B-2", 75)]
+    assert {entry.account.customer.external_id for entry in entries} == {"shopper-8"}
+
+
 def test_a_refund_through_ingest_claws_the_points_back(merchant, program, django_capture_on_commit_callbacks):
     # given an order that earned through ingest
     ProductFactory(merchant=merchant, sku="SKU-1", price=D("25.00"))
