@@ -12,7 +12,7 @@ from revopt.tenancy.models import Merchant
 
 from .models import LoyaltyProgram
 from .services.churn import churn_refresh
-from .services.insights import InsufficientHistory, lifetime_value_refresh, segments_refresh
+from .services.insights import InsightRunRunning, InsufficientHistory, lifetime_value_refresh, segments_refresh
 from .services.points import points_apply_order_changes, points_expire_due, tiers_reevaluate
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def segments_refresh_task(self, merchant_id: int) -> int | None:
         return None
     try:
         run = segments_refresh(merchant=merchant)
-    except InsufficientHistory as error:
+    except (InsufficientHistory, InsightRunRunning) as error:
         logger.info("segments of %s not refreshed: %s", merchant.slug, error)
         return None
     logger.info("segments run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
@@ -94,7 +94,7 @@ def lifetime_value_refresh_task(self, merchant_id: int) -> int | None:
         return None
     try:
         run = lifetime_value_refresh(merchant=merchant)
-    except InsufficientHistory as error:
+    except (InsufficientHistory, InsightRunRunning) as error:
         logger.info("lifetime value of %s not refreshed: %s", merchant.slug, error)
         return None
     logger.info("lifetime value run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
@@ -128,7 +128,7 @@ def churn_refresh_task(self, merchant_id: int) -> int | None:
         return None
     try:
         run = churn_refresh(merchant=merchant)
-    except InsufficientHistory as error:
+    except (InsufficientHistory, InsightRunRunning) as error:
         logger.info("churn of %s not refreshed: %s", merchant.slug, error)
         return None
     logger.info(

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from catalog.models import Product
 from revopt.tenancy.models import Merchant
 
-from .services.model import demand_model_fit
+from .services.model import DemandFitRunning, demand_model_fit
 from .services.proposals import price_proposals_generate
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,11 @@ def demand_model_fit_task(self, merchant_id: int) -> int | None:
     merchant = _active_merchant(merchant_id)
     if merchant is None:
         return None
-    run = demand_model_fit(merchant=merchant)
+    try:
+        run = demand_model_fit(merchant=merchant)
+    except DemandFitRunning as busy:
+        logger.info("demand fit of %s skipped: %s", merchant.slug, busy)
+        return None
     logger.info("demand fit %s of %s: %s products", run.pk, merchant.slug, run.products_fitted)
     return run.pk
 

@@ -7,6 +7,7 @@ listed, whatever rows remain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.db.models import Avg, Count, QuerySet, Sum
@@ -146,3 +147,17 @@ def clv_distribution(*, merchant: Merchant, bins: int = 20) -> ClvDistribution |
 
 def _scored(merchant: Merchant) -> QuerySet[CustomerInsight]:
     return CustomerInsight.objects.for_merchant(merchant).filter(customer__erased_at__isnull=True)
+
+
+# A run still RUNNING this long after it started lost its worker: it no longer blocks a new run of its kind.
+RUNNING_STALE_AFTER = timedelta(hours=6)
+
+
+def insight_run_running(*, merchant: Merchant, kind: str, now: datetime) -> InsightRun | None:
+    """The merchant's run of `kind` under way now, if any (stalled ones excepted)."""
+    return (
+        InsightRun.objects.for_merchant(merchant)
+        .filter(kind=kind, status=RunStatus.RUNNING, started_at__gte=now - RUNNING_STALE_AFTER)
+        .order_by("-started_at", "-pk")
+        .first()
+    )

@@ -43,14 +43,13 @@ from ..models import (
     RetentionSettings,
     RunStatus,
 )
-from .insights import ClvDistribution, SegmentRow, clv_distribution, segment_summary
+from .insights import RUNNING_STALE_AFTER, ClvDistribution, SegmentRow, clv_distribution, segment_summary
 
 COHORT_MONTHS = 12  # cohorts shown (the latest months) and months since the first order (0..11)
 CLV_BINS = 20
 P_ALIVE_BINS = 10
 RISK_LIST_LIMIT = 50
 # A run still RUNNING after this lost its worker (the refresh tasks' hard limits are far shorter).
-RUNNING_STALE_AFTER_HOURS = 6
 
 
 def merchant_tz(merchant: Merchant) -> tzinfo:
@@ -96,7 +95,7 @@ class RunState:
     def stalled(self) -> bool:
         if self.latest is None or self.latest.status != RunStatus.RUNNING:
             return False
-        return (timezone.now() - self.latest.started_at).total_seconds() > RUNNING_STALE_AFTER_HOURS * 3600
+        return (timezone.now() - self.latest.started_at).total_seconds() > RUNNING_STALE_AFTER.total_seconds()
 
     @property
     def summary(self) -> dict:

@@ -48,7 +48,7 @@ from loyalty.models import (
 )
 from loyalty.selectors.churn import churn_feature_table, retention_settings_for
 from loyalty.selectors.summaries import gross_margin
-from loyalty.services.insights import InsufficientHistory
+from loyalty.services.insights import InsufficientHistory, insight_run_start
 from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
@@ -135,9 +135,7 @@ def churn_refresh(*, merchant: Merchant, as_of: datetime | None = None, progress
     as_of = as_of or timezone.now()
     settings = retention_settings_for(merchant=merchant)
     horizon = timedelta(days=settings.churn_horizon_days)
-    run = InsightRun.objects.create(
-        merchant=merchant, kind=InsightKind.CHURN, status=RunStatus.RUNNING, started_at=timezone.now(), as_of=as_of
-    )
+    run = insight_run_start(merchant=merchant, kind=InsightKind.CHURN, as_of=as_of)
 
     def report(share: float) -> None:
         if progress is not None:

@@ -24,10 +24,11 @@ from django.utils import timezone
 
 from loyalty import clv, rfm
 from loyalty.models import CustomerInsight, InsightKind, InsightRun, RunStatus
+from loyalty.selectors.insights import insight_run_running
 from loyalty.selectors.summaries import CustomerHistory, customer_history, gross_margin
 from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
-from revopt.tenancy.services import audit_log_write
+from revopt.tenancy.services import audit_log_write, merchant_lock
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def segments_refresh(
     *, merchant: Merchant, as_of: datetime | None = None, progress: Progress | None = None
 ) -> InsightRun:
     """RFM scores, named segments and behavioural clusters for every customer with a purchase before `as_of`."""
-    run = _run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=as_of)
+    run = insight_run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=as_of)
     report = _ProgressWriter(run, progress)
     try:
         report(0.0)
@@ -163,7 +164,7 @@ def lifetime_value_refresh(
     Gamma-Gamma order value × the shop's gross margin (`gross_margin`: from the unit costs snapshotted on the
     order lines, where known; 1.0 when no line has a cost, i.e. the lifetime value is then in revenue).
     """
-    run = _run_start(merchant=merchant, kind=InsightKind.LIFETIME_VALUE, as_of=as_of)
+    run = insight_run_start(merchant=merchant, kind=InsightKind.LIFETIME_VALUE, as_of=as_of)
     report = _ProgressWriter(run, progress)
     try:
         report(0.0)
@@ -221,11 +222,21 @@ def behaviour_features(summary: rfm.CustomerSummary) -> dict[str, np.ndarray]:
     }
 
 
-def _run_start(*, merchant: Merchant, kind: str, as_of: datetime | None) -> InsightRun:
+class InsightRunRunning(RuntimeError):
+    """Another run of the same kind is under way for the merchant: two at once would race to be in service."""
+
+
+def insight_run_start(*, merchant: Merchant, kind: str, as_of: datetime | None) -> InsightRun:
+    """The RUNNING row of a new run, committed at once; refused while another run of its kind is under way."""
     now = timezone.now()
-    return InsightRun.objects.create(
-        merchant=merchant, kind=kind, status=RunStatus.RUNNING, started_at=now, as_of=as_of or now
-    )
+    with transaction.atomic():
+        merchant_lock(merchant=merchant)
+        running = insight_run_running(merchant=merchant, kind=kind, now=now)
+        if running is not None:
+            raise InsightRunRunning(f"{kind} run #{running.pk} is still running")
+        return InsightRun.objects.create(
+            merchant=merchant, kind=kind, status=RunStatus.RUNNING, started_at=now, as_of=as_of or now
+        )
 
 
 def _segment_row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from pricing.elasticity import ProductElasticity
 from pricing.models import DemandModelRun, ElasticityEstimate, ModelRunStatus
@@ -67,3 +68,18 @@ def day_of_week_factors(run: DemandModelRun | None) -> tuple[float, ...]:
     if not isinstance(factors, list | tuple) or len(factors) != 7:
         return NEUTRAL_WEEK
     return tuple(float(factor) for factor in factors)
+
+
+# A fit still RUNNING this long after it started lost its worker (far beyond any task's time limit): it no
+# longer counts as running, so it blocks no new fit.
+RUNNING_STALE_AFTER = timedelta(hours=2)
+
+
+def demand_fit_running(*, merchant: Merchant, now: datetime) -> DemandModelRun | None:
+    """The merchant's fit under way now, if any (stalled ones excepted)."""
+    return (
+        DemandModelRun.objects.for_merchant(merchant)
+        .filter(status=ModelRunStatus.RUNNING, started_at__gte=now - RUNNING_STALE_AFTER)
+        .order_by("-started_at", "-pk")
+        .first()
+    )

@@ -41,7 +41,13 @@ from .guardrails import (
     guardrail_limits_resolved_for_products,
     pricing_settings_for,
 )
-from .model import day_of_week_factors, demand_run_in_service, estimates_in_service, product_elasticity_from
+from .model import (
+    day_of_week_factors,
+    demand_fit_running,
+    demand_run_in_service,
+    estimates_in_service,
+    product_elasticity_from,
+)
 
 QUEUE_LIMIT = 20
 RECENT_CHANGES_LIMIT = 20
@@ -57,7 +63,6 @@ WHAT_IF_MAX_MULTIPLE = 10
 WHAT_IF_DRAWS = 400
 CENT = Decimal("0.01")
 # Far beyond the fit task's hard time limit (35 minutes): a run still RUNNING after this lost its worker.
-RUNNING_STALE_AFTER = timedelta(hours=2)
 # z for a two-sided 90% interval: the category chart's spread covers ~90% of its products.
 Z90 = 1.6449
 
@@ -159,11 +164,7 @@ def model_status(*, merchant: Merchant, now: datetime | None = None) -> ModelSta
     now = now or timezone.now()
     runs = DemandModelRun.objects.for_merchant(merchant)
     latest = runs.order_by("-started_at", "-pk").first()
-    running = (
-        runs.filter(status=ModelRunStatus.RUNNING, started_at__gte=now - RUNNING_STALE_AFTER)
-        .order_by("-started_at", "-pk")
-        .first()
-    )
+    running = demand_fit_running(merchant=merchant, now=now)
     return ModelStatus(latest=latest, in_service=demand_run_in_service(merchant=merchant), running=running)
 
 

@@ -24,9 +24,10 @@ from pricing.elasticity import DemandFit, ProductElasticity
 from pricing.models import DemandModelRun, ElasticityEstimate, ModelRunStatus
 from pricing.selectors.demand import demand_panel, merchant_zone
 from pricing.selectors.guardrails import pricing_settings_for
+from pricing.selectors.model import demand_fit_running
 from revopt.jsonable import jsonable
 from revopt.tenancy.models import Merchant
-from revopt.tenancy.services import audit_log_write
+from revopt.tenancy.services import audit_log_write, merchant_lock
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class _ProgressWriter:
         return lambda share: self(start + (end - start) * min(max(float(share), 0.0), 1.0))
 
 
+class DemandFitRunning(RuntimeError):
+    """Another fit of the merchant is under way: two at once would race to be the one in service."""
+
+
 def demand_model_fit(
     *, merchant: Merchant, now: datetime | None = None, progress: Progress | None = None
 ) -> DemandModelRun:
@@ -76,13 +81,18 @@ def demand_model_fit(
     today = timezone.localdate(now, timezone=merchant_zone(merchant))
     history_end = today - timedelta(days=1)
     history_start = today - timedelta(days=settings.history_days)
-    run = DemandModelRun.objects.create(
-        merchant=merchant,
-        status=ModelRunStatus.RUNNING,
-        started_at=now,
-        history_start=history_start,
-        history_end=history_end,
-    )
+    with transaction.atomic():
+        merchant_lock(merchant=merchant)
+        running = demand_fit_running(merchant=merchant, now=now)
+        if running is not None:
+            raise DemandFitRunning(f"demand fit #{running.pk} is still running (started {running.started_at:%H:%M})")
+        run = DemandModelRun.objects.create(
+            merchant=merchant,
+            status=ModelRunStatus.RUNNING,
+            started_at=now,
+            history_start=history_start,
+            history_end=history_end,
+        )
     report = _ProgressWriter(run, progress)
     try:
         report(0.0)

@@ -60,6 +60,12 @@ def audit_log_write(
 
 
 @transaction.atomic
+def merchant_lock(*, merchant: Merchant) -> None:
+    """Hold the merchant's row until the surrounding transaction ends: serialises per-merchant checks such as
+    "no other model run is under way" (call inside `transaction.atomic`)."""
+    list(Merchant.objects.select_for_update().filter(pk=merchant.pk).values_list("pk", flat=True))
+
+
 def merchant_create(*, name: str, slug: str | None = None, currency: str = "USD") -> Merchant:
     merchant = Merchant.objects.create(name=name, slug=slug or slugify(name), currency=currency.upper())
     audit_log_write(merchant=merchant, actor=None, action="merchant.created", target=merchant)

@@ -275,3 +275,21 @@ def test_a_fit_that_runs_to_its_search_bound_fails_the_run_instead_of_storing_no
     # then
     assert InsightRun.objects.for_merchant(merchant).get().status == RunStatus.FAILED
     assert not CustomerInsight.objects.for_merchant(merchant).exists()
+
+
+def test_a_second_run_of_a_kind_is_refused_while_one_is_under_way(merchant):
+    # given a segments run under way
+    from loyalty.models import InsightKind, InsightRun, RunStatus
+    from loyalty.services.insights import InsightRunRunning, insight_run_start
+
+    first = insight_run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=None)
+
+    # when / then another segments run is refused, a churn run is not
+    with pytest.raises(InsightRunRunning):
+        insight_run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=None)
+    other_kind = insight_run_start(merchant=merchant, kind=InsightKind.CHURN, as_of=None)
+    assert other_kind.status == RunStatus.RUNNING
+
+    # and once the first has finished, a new one starts
+    InsightRun.objects.filter(pk=first.pk).update(status=RunStatus.SUCCEEDED)
+    assert insight_run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=None).pk != first.pk

@@ -250,3 +250,25 @@ def test_fit_only_reads_the_merchants_own_history(merchant, other_merchant):
     # then
     assert run.products_fitted == 0
     assert demand_run_in_service(merchant=other_merchant) is None
+
+
+def test_a_second_fit_is_refused_while_one_is_under_way_but_not_behind_a_stalled_one(merchant):
+    # given a fit under way
+    from pricing.services.model import DemandFitRunning
+
+    now = datetime.now(UTC)
+    running = DemandModelRun.objects.create(
+        merchant=merchant, status=ModelRunStatus.RUNNING, started_at=now - timedelta(minutes=5)
+    )
+
+    # when / then a second one would race it to be in service
+    with pytest.raises(DemandFitRunning):
+        demand_model_fit(merchant=merchant, now=now)
+    assert DemandModelRun.objects.for_merchant(merchant).count() == 1
+
+    # when the first lost its worker long ago
+    DemandModelRun.objects.filter(pk=running.pk).update(started_at=now - timedelta(hours=3))
+
+    # then it no longer blocks a fit
+    run = demand_model_fit(merchant=merchant, now=now)
+    assert run.pk != running.pk
