@@ -431,6 +431,31 @@ def competitor_price_record(
 
     Observations are market data arriving in volume, like events, so they get no audit row.
     """
+    observation = competitor_price_checked(
+        merchant=merchant,
+        product=product,
+        competitor=competitor,
+        price=price,
+        observed_at=observed_at,
+        currency=currency,
+        source_url=source_url,
+    )
+    observation.save()
+    return observation
+
+
+def competitor_price_checked(
+    *,
+    merchant: Merchant,
+    product: Product,
+    competitor: str,
+    price: Decimal,
+    observed_at: datetime,
+    currency: str | None = None,
+    source_url: str = "",
+) -> CompetitorPriceObservation:
+    """The observation, validated and not yet stored (raises ValidationError naming each bad field): imports
+    check every row this way, then store the good ones in bulk."""
     errors: dict[str, str] = {}
     if product.merchant_id != merchant.pk:
         errors["product"] = "belongs to another merchant"
@@ -462,7 +487,7 @@ def competitor_price_record(
             errors["source_url"] = "is not a valid URL"
     if errors:
         raise ValidationError(errors)
-    return CompetitorPriceObservation.objects.create(
+    return CompetitorPriceObservation(
         merchant=merchant,
         product=product,
         competitor=competitor,

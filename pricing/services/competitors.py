@@ -20,8 +20,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from catalog.models import Product
-from catalog.services import competitor_price_record
+from catalog.models import CompetitorPriceObservation, Product
+from catalog.services import competitor_price_checked
+from revopt.db import bulk_insert
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -102,15 +103,15 @@ def _observed_at(raw: datetime | str) -> datetime:
     return parsed
 
 
-def _record(
+def _checked(
     *, merchant: Merchant, product: Product, observation: ObservationInput, position: int
-) -> list[ObservationError]:
-    """Store one observation (in a savepoint) or say what is wrong with it."""
+) -> tuple[CompetitorPriceObservation | None, list[ObservationError]]:
+    """The observation ready to store, or what is wrong with it."""
     currency = (observation.currency or "").strip().upper() or None
     try:
         if currency is not None and len(currency) == 3 and currency != product.currency.upper():
             raise ValidationError({"currency": f"must be the product's currency ({product.currency})"})
-        competitor_price_record(
+        checked = competitor_price_checked(
             merchant=merchant,
             product=product,
             competitor=observation.competitor,
@@ -120,11 +121,11 @@ def _record(
             source_url=observation.source_url.strip(),
         )
     except ValidationError as error:
-        return [
+        return None, [
             ObservationError(position, name, messages[0], observation.sku)
             for name, messages in error.message_dict.items()
         ]
-    return []
+    return checked, []
 
 
 def _duplicate_key(observation: ObservationInput) -> tuple[str, str, str]:
@@ -161,6 +162,7 @@ def competitor_prices_record_batch(
     products = _products_by_sku(merchant=merchant, skus=[observation.sku for observation in observations])
     errors: list[ObservationError] = []
     first_seen: dict[tuple[str, str, str], int] = {}
+    valid: list[CompetitorPriceObservation] = []
     with transaction.atomic():
         for index, observation in enumerate(observations):
             product, refusal = _product_of(
@@ -169,13 +171,16 @@ def competitor_prices_record_batch(
             if refusal is not None:
                 errors.append(refusal)
                 continue
-            # Each observation is checked even after one failed, so the caller learns every error at once;
-            # the rows written meanwhile go with the rollback below.
-            errors += _record(merchant=merchant, product=product, observation=observation, position=index)
+            # Each observation is checked even after one failed, so the caller learns every error at once.
+            checked, observation_errors = _checked(
+                merchant=merchant, product=product, observation=observation, position=index
+            )
+            errors += observation_errors
+            if checked is not None:
+                valid.append(checked)
         if errors:
-            transaction.set_rollback(True)
-    if errors:
-        raise CompetitorBatchRejected(errors)
+            raise CompetitorBatchRejected(errors)
+        bulk_insert(valid)
     return CompetitorBatchResult(
         recorded=len(observations), products=len({observation.sku for observation in observations})
     )
@@ -253,7 +258,7 @@ def competitor_prices_import_csv(
     products = _products_by_sku(merchant=merchant, skus=[observation.sku for _, observation in rows])
     errors: list[ObservationError] = []
     first_seen: dict[tuple[str, str, str], int] = {}
-    recorded = 0
+    valid: list[CompetitorPriceObservation] = []
     for line, observation in rows:
         empty = _empty_cell_errors(line, observation)
         if empty:
@@ -265,9 +270,12 @@ def competitor_prices_import_csv(
         if refusal is not None:
             errors.append(refusal)
             continue
-        row_errors = _record(merchant=merchant, product=product, observation=observation, position=line)
+        checked, row_errors = _checked(merchant=merchant, product=product, observation=observation, position=line)
         errors += row_errors
-        recorded += not row_errors
+        if checked is not None:
+            valid.append(checked)
+    bulk_insert(valid)
+    recorded = len(valid)
 
     report = CompetitorImportReport(filename=filename, rows_total=len(rows), recorded=recorded, errors=tuple(errors))
     audit_log_write(

@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import CompetitorPriceObservation
 from pricing.services.competitors import (
@@ -194,3 +196,24 @@ def test_the_command_refuses_an_unknown_merchant_and_a_rejected_file(merchant, t
         call_command("import_competitor_prices", str(path), "--merchant", "nobody")
     with pytest.raises(CommandError, match="could not be imported"):
         call_command("import_competitor_prices", str(path), "--merchant", merchant.slug)
+
+
+def test_an_import_stores_its_rows_in_bulk_whatever_their_number(merchant, django_assert_max_num_queries):
+    # given files of 5 and of 200 good rows
+    ProductFactory(merchant=merchant, sku="TENT")
+    observed = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
+
+    def csv_of(rows: int) -> str:
+        lines = [
+            f"TENT,Rival {n},{20 + n / 100:.2f},{(observed - timedelta(minutes=n)).isoformat()}" for n in range(rows)
+        ]
+        return "sku,competitor,price,observed_at\n" + "\n".join(lines)
+
+    with CaptureQueriesContext(connection) as small:
+        _import(merchant, csv_of(5))
+
+    # when / then the larger file costs no more statements (one bulk insert, not one per row)
+    with django_assert_max_num_queries(len(small.captured_queries) + 1):
+        report = _import(merchant, csv_of(200))
+    assert report.recorded == 200
+    assert CompetitorPriceObservation.objects.filter(merchant=merchant).count() == 205
