@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 from django.db import OperationalError
@@ -10,7 +11,7 @@ from django.db import OperationalError
 from events.models import Order, OrderStatus
 from revopt.tenancy.models import Merchant
 
-from .models import LoyaltyProgram
+from .models import InsightRun, LoyaltyProgram
 from .services.churn import churn_refresh
 from .services.insights import InsightRunRunning, InsufficientHistory, lifetime_value_refresh, segments_refresh
 from .services.points import points_apply_order_changes, points_expire_due, tiers_reevaluate
@@ -71,46 +72,49 @@ def points_expire_all() -> int:
 # --- insights ---------------------------------------------------------------------------------------------
 
 
-# A run that fails is recorded as FAILED (its previous scores stay in service) and re-raised so the worker logs
-# it; a shop whose history is too thin for the model is logged, not raised, so small shops do not alarm nightly.
-@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
-def segments_refresh_task(self, merchant_id: int) -> int | None:
-    merchant = _active_merchant(merchant_id)
-    if merchant is None:
-        return None
-    try:
-        run = segments_refresh(merchant=merchant)
-    except (InsufficientHistory, InsightRunRunning) as error:
-        logger.info("segments of %s not refreshed: %s", merchant.slug, error)
-        return None
-    logger.info("segments run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
-    return run.pk
-
-
-@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
-def lifetime_value_refresh_task(self, merchant_id: int) -> int | None:
-    merchant = _active_merchant(merchant_id)
-    if merchant is None:
-        return None
-    try:
-        run = lifetime_value_refresh(merchant=merchant)
-    except (InsufficientHistory, InsightRunRunning) as error:
-        logger.info("lifetime value of %s not refreshed: %s", merchant.slug, error)
-        return None
-    logger.info("lifetime value run %s of %s: %s customers", run.pk, merchant.slug, run.customers)
-    return run.pk
-
-
-@shared_task
-def insights_refresh_all() -> int:
-    """Nightly (beat): segments and lifetime value, each in its own task, for every active merchant with orders."""
-    merchant_ids = list(
+def _merchants_with_orders() -> list[int]:
+    return list(
         Merchant.objects.filter(
             is_active=True, pk__in=Order.objects.filter(status=OrderStatus.COMPLETED).values("merchant_id")
         )
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def _insight_refresh(merchant_id: int, refresh: Callable[..., InsightRun], what: str) -> int | None:
+    """Run one insight service for the merchant. A run that fails is recorded as FAILED (its previous scores stay
+    in service) and re-raised so the worker logs it; a shop whose history is too thin for the model, or whose run
+    of that kind is still under way, is logged, not raised, so small shops do not alarm nightly."""
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    try:
+        run = refresh(merchant=merchant)
+    except (InsufficientHistory, InsightRunRunning) as error:
+        logger.info("%s of %s not refreshed: %s", what, merchant.slug, error)
+        return None
+    auc = run.summary.get("auc")
+    logger.info(
+        "%s run %s of %s: %s customers%s", what, run.pk, merchant.slug, run.customers, f", AUC {auc}" if auc else ""
+    )
+    return run.pk
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def segments_refresh_task(self, merchant_id: int) -> int | None:
+    return _insight_refresh(merchant_id, segments_refresh, "segments")
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def lifetime_value_refresh_task(self, merchant_id: int) -> int | None:
+    return _insight_refresh(merchant_id, lifetime_value_refresh, "lifetime value")
+
+
+@shared_task
+def insights_refresh_all() -> int:
+    """Nightly (beat): segments and lifetime value, each in its own task, for every active merchant with orders."""
+    merchant_ids = _merchants_with_orders()
     for merchant_id in merchant_ids:
         segments_refresh_task.delay(merchant_id)
         lifetime_value_refresh_task.delay(merchant_id)
@@ -123,30 +127,13 @@ def insights_refresh_all() -> int:
 @shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
 def churn_refresh_task(self, merchant_id: int) -> int | None:
     """Weekly: train the churn model on a temporal split, score every customer, rebuild the retention list."""
-    merchant = _active_merchant(merchant_id)
-    if merchant is None:
-        return None
-    try:
-        run = churn_refresh(merchant=merchant)
-    except (InsufficientHistory, InsightRunRunning) as error:
-        logger.info("churn of %s not refreshed: %s", merchant.slug, error)
-        return None
-    logger.info(
-        "churn run %s of %s: %s customers, AUC %s", run.pk, merchant.slug, run.customers, run.summary.get("auc")
-    )
-    return run.pk
+    return _insight_refresh(merchant_id, churn_refresh, "churn")
 
 
 @shared_task
 def churn_refresh_all() -> int:
     """Weekly (beat): one churn refresh task per active merchant with orders."""
-    merchant_ids = list(
-        Merchant.objects.filter(
-            is_active=True, pk__in=Order.objects.filter(status=OrderStatus.COMPLETED).values("merchant_id")
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    merchant_ids = _merchants_with_orders()
     for merchant_id in merchant_ids:
         churn_refresh_task.delay(merchant_id)
     return len(merchant_ids)

@@ -50,6 +50,7 @@ from loyalty.selectors.churn import churn_feature_table, retention_settings_for
 from loyalty.selectors.summaries import gross_margin
 from loyalty.services.insights import InsufficientHistory, insight_run_start
 from revopt.jsonable import jsonable
+from revopt.progress import RunProgress
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -137,10 +138,7 @@ def churn_refresh(*, merchant: Merchant, as_of: datetime | None = None, progress
     horizon = timedelta(days=settings.churn_horizon_days)
     run = insight_run_start(merchant=merchant, kind=InsightKind.CHURN, as_of=as_of)
 
-    def report(share: float) -> None:
-        if progress is not None:
-            progress(share)
-        InsightRun.objects.for_merchant(merchant).filter(pk=run.pk).update(progress=share)
+    report = RunProgress(run, progress)
 
     try:
         report(0.0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -27,6 +26,7 @@ from loyalty.models import CustomerInsight, InsightKind, InsightRun, RunStatus
 from loyalty.selectors.insights import insight_run_running
 from loyalty.selectors.summaries import CustomerHistory, customer_history, gross_margin
 from revopt.jsonable import jsonable
+from revopt.progress import RunProgress
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write, merchant_lock
 
@@ -48,8 +48,6 @@ UPSERT_BATCH = 2000
 SILHOUETTE_SAMPLE = 5_000
 CLUSTER_FEATURES = ("recency_days", "frequency", "monetary", "orders", "revenue", "tenure_days")
 # The run row is written when progress moves this much (or this long after the last write).
-PROGRESS_STEP = 0.05
-PROGRESS_SECONDS = 2.0
 
 SEGMENT_FIELDS = [
     "as_of",
@@ -99,32 +97,12 @@ class InsufficientHistory(Exception):
     """The shop's history is too thin for the model: the run fails with this message instead of fitting noise."""
 
 
-class _ProgressWriter:
-    """Passes every step to the caller's callback; writes the run row only when progress visibly moved."""
-
-    def __init__(self, run: InsightRun, callback: Progress | None) -> None:
-        self.run = run
-        self.callback = callback
-        self.written_at = time.monotonic()
-
-    def __call__(self, share: float) -> None:
-        share = min(max(float(share), 0.0), 1.0)
-        if self.callback is not None:
-            self.callback(share)
-        # run.progress is what the row holds (the SUCCEEDED flip writes 1.0 itself).
-        written = self.run.progress
-        moved = share - written >= PROGRESS_STEP
-        if moved or (share > written and time.monotonic() - self.written_at >= PROGRESS_SECONDS):
-            InsightRun.objects.for_merchant(self.run.merchant_id).filter(pk=self.run.pk).update(progress=share)
-            self.run.progress, self.written_at = share, time.monotonic()
-
-
 def segments_refresh(
     *, merchant: Merchant, as_of: datetime | None = None, progress: Progress | None = None
 ) -> InsightRun:
     """RFM scores, named segments and behavioural clusters for every customer with a purchase before `as_of`."""
     run = insight_run_start(merchant=merchant, kind=InsightKind.SEGMENTS, as_of=as_of)
-    report = _ProgressWriter(run, progress)
+    report = RunProgress(run, progress)
     try:
         report(0.0)
         history = customer_history(merchant=merchant, as_of=run.as_of)
@@ -165,7 +143,7 @@ def lifetime_value_refresh(
     order lines, where known; 1.0 when no line has a cost, i.e. the lifetime value is then in revenue).
     """
     run = insight_run_start(merchant=merchant, kind=InsightKind.LIFETIME_VALUE, as_of=as_of)
-    report = _ProgressWriter(run, progress)
+    report = RunProgress(run, progress)
     try:
         report(0.0)
         history = customer_history(merchant=merchant, as_of=run.as_of, time_unit_days=WEEK_DAYS)

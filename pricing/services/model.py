@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,6 +25,7 @@ from pricing.selectors.demand import demand_panel, merchant_zone
 from pricing.selectors.guardrails import pricing_settings_for
 from pricing.selectors.model import demand_fit_running
 from revopt.jsonable import jsonable
+from revopt.progress import RunProgress
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write, merchant_lock
 
@@ -37,31 +37,7 @@ Progress = Callable[[float], None]
 PANEL_DONE = 0.15
 FIT_DONE = 0.9
 # The run row is written when progress moves this much (or this long after the last write).
-PROGRESS_STEP = 0.05
-PROGRESS_SECONDS = 2.0
 CENT = Decimal("0.01")
-
-
-class _ProgressWriter:
-    """Passes every step to the caller's callback; writes the run row only when progress visibly moved."""
-
-    def __init__(self, run: DemandModelRun, callback: Progress | None) -> None:
-        self.run = run
-        self.callback = callback
-        self.written = run.progress
-        self.written_at = time.monotonic()
-
-    def __call__(self, share: float) -> None:
-        share = min(max(float(share), 0.0), 1.0)
-        if self.callback is not None:
-            self.callback(share)
-        moved = share - self.written >= PROGRESS_STEP
-        if moved or (share > self.written and time.monotonic() - self.written_at >= PROGRESS_SECONDS):
-            DemandModelRun.objects.for_merchant(self.run.merchant_id).filter(pk=self.run.pk).update(progress=share)
-            self.run.progress, self.written, self.written_at = share, share, time.monotonic()
-
-    def stage(self, start: float, end: float) -> Progress:
-        return lambda share: self(start + (end - start) * min(max(float(share), 0.0), 1.0))
 
 
 class DemandFitRunning(RuntimeError):
@@ -93,7 +69,7 @@ def demand_model_fit(
             history_start=history_start,
             history_end=history_end,
         )
-    report = _ProgressWriter(run, progress)
+    report = RunProgress(run, progress)
     try:
         report(0.0)
         panel = demand_panel(merchant=merchant, start=history_start, end=history_end)
