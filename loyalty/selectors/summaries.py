@@ -25,8 +25,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.core.exceptions import EmptyResultSet
-from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, F, FloatField, Func, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Cast, TruncDate
@@ -35,10 +33,10 @@ from django.db.models.sql.compiler import SQLCompiler
 from events.models import Customer, Order, OrderLine, OrderStatus
 from loyalty.rfm import CustomerSummary
 from pricing.selectors.demand import DayNumber, merchant_zone
+from revopt.db import queryset_matrix
 from revopt.tenancy.models import Merchant
 
 SECONDS_PER_DAY = 86_400.0
-FETCH_ROWS = 50_000
 # Beyond this many customers the query reads all the merchant's orders and numpy keeps those asked about (a
 # long IN list costs more than it saves, and SQLite limits the number of parameters).
 NAMED_CUSTOMERS_MAX = 500
@@ -121,7 +119,7 @@ def customer_history(
             last_epoch=Max(EpochSeconds("placed_at")),
         )
     )
-    rows = _matrix(days, columns=6)
+    rows = queryset_matrix(days, columns=6)
     if customer_ids is not None and not named:
         rows = rows[np.isin(rows[:, 0], np.asarray(customer_ids, dtype=float))]
     return _history(rows, as_of=as_of, zone_day=_last_day_observed(merchant=merchant, as_of=as_of), unit=time_unit_days)
@@ -229,17 +227,3 @@ def _history(rows: np.ndarray, *, as_of: datetime, zone_day: int, unit: float) -
         first_order_epoch=np.minimum.reduceat(first_epoch, starts),
         last_order_epoch=last_order_epoch,
     )
-
-
-def _matrix(queryset: QuerySet, *, columns: int) -> np.ndarray:
-    """A `values_list` queryset's rows as a float matrix, fetched in chunks straight from the cursor."""
-    try:
-        sql, params = queryset.query.sql_with_params()
-    except EmptyResultSet:
-        return np.zeros((0, columns))
-    chunks = []
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            chunks.append(np.array(rows, dtype=float).reshape(len(rows), columns))
-    return np.concatenate(chunks) if chunks else np.zeros((0, columns))

@@ -48,9 +48,9 @@ from loyalty.models import (
 )
 from loyalty.selectors.churn import churn_feature_table, retention_settings_for
 from loyalty.selectors.summaries import gross_margin
-from loyalty.services.insights import InsufficientHistory, insight_run_start
+from loyalty.services.insights import InsufficientHistory, insight_run_failed, insight_run_start
 from revopt.jsonable import jsonable
-from revopt.progress import RunProgress
+from revopt.runs import RunProgress
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
@@ -157,7 +157,7 @@ def churn_refresh(*, merchant: Merchant, as_of: datetime | None = None, progress
         report(0.8)
         _store(run=run, model=model, settings=settings, current=current, probability=probability, horizon=horizon)
     except Exception as error:
-        _fail(run=run, error=error)
+        insight_run_failed(run=run, error=error)
         raise
     report(1.0)
     return run
@@ -384,22 +384,3 @@ def _none(customer: Flagged, reason: str) -> Suggestion:
         expected_value=0.0,
         reason=f"{customer.churn_probability:.0%} churn risk; {reason}",
     )
-
-
-def _fail(*, run: InsightRun, error: Exception) -> None:
-    if isinstance(error, InsufficientHistory):
-        logger.warning("churn run %s of %s: %s", run.pk, run.merchant.slug, error)
-    else:
-        logger.exception("churn run %s of %s failed", run.pk, run.merchant.slug)
-    with transaction.atomic():
-        run.status = RunStatus.FAILED
-        run.finished_at = timezone.now()
-        run.error = f"{type(error).__name__}: {error}"[:5000]
-        run.save(update_fields=["status", "finished_at", "error"])
-        audit_log_write(
-            merchant=run.merchant,
-            actor=None,
-            action="loyalty.churn_refresh",
-            target=run,
-            detail={"status": run.status, "error": run.error[:500]},
-        )

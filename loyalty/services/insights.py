@@ -26,7 +26,7 @@ from loyalty.models import CustomerInsight, InsightKind, InsightRun, RunStatus
 from loyalty.selectors.insights import insight_run_running
 from loyalty.selectors.summaries import CustomerHistory, customer_history, gross_margin
 from revopt.jsonable import jsonable
-from revopt.progress import RunProgress
+from revopt.runs import RunProgress, run_failed
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write, merchant_lock
 
@@ -127,7 +127,7 @@ def segments_refresh(
             summary=summary,
         )
     except Exception as error:
-        _fail(run=run, error=error)
+        insight_run_failed(run=run, error=error)
         raise
     report(1.0)
     return run
@@ -182,7 +182,7 @@ def lifetime_value_refresh(
             summary=run_summary,
         )
     except Exception as error:
-        _fail(run=run, error=error)
+        insight_run_failed(run=run, error=error)
         raise
     report(1.0)
     return run
@@ -401,20 +401,10 @@ def _lifetime_value_summary(
     }
 
 
-def _fail(*, run: InsightRun, error: Exception) -> None:
+def insight_run_failed(*, run: InsightRun, error: Exception) -> None:
+    """Record a failed insight run (too little history is a warning, anything else an error with its trace)."""
     if isinstance(error, InsufficientHistory):
         logger.warning("%s run %s of %s: %s", run.kind, run.pk, run.merchant.slug, error)
     else:
         logger.exception("%s run %s of %s failed", run.kind, run.pk, run.merchant.slug)
-    with transaction.atomic():
-        run.status = RunStatus.FAILED
-        run.finished_at = timezone.now()
-        run.error = f"{type(error).__name__}: {error}"[:5000]
-        run.save(update_fields=["status", "finished_at", "error"])
-        audit_log_write(
-            merchant=run.merchant,
-            actor=None,
-            action=f"loyalty.{run.kind}_refresh",
-            target=run,
-            detail={"status": run.status, "error": run.error[:500]},
-        )
+    run_failed(run=run, error=error, action=f"loyalty.{run.kind}_refresh")

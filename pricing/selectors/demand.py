@@ -24,8 +24,6 @@ from datetime import time as day_time
 from typing import Any
 
 import numpy as np
-from django.core.exceptions import EmptyResultSet
-from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
     Avg,
@@ -50,6 +48,7 @@ from catalog.models import CompetitorPriceObservation, Product
 from events.models import Customer, Event, OrderLine, OrderStatus, Session
 from pricing.demand import DemandPanel
 from pricing.models import PriceChange
+from revopt.db import queryset_matrix
 from revopt.tenancy.models import Merchant
 
 PRODUCT_VIEWED = "Product Viewed"
@@ -58,7 +57,6 @@ COMPETITOR_PRICE_DAYS = 7
 # A plain decimal number: the only text cast to a number (a malformed property must not fail the query).
 _NUMBER = r"^[0-9]+(\.[0-9]+)?$"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-FETCH_ROWS = 50_000
 # Beyond this many products the queries read the merchant's rows and the numpy joins keep those asked about
 # (a long IN list costs more than it saves, and SQLite limits the number of parameters).
 NAMED_PRODUCTS_MAX = 500
@@ -95,21 +93,6 @@ class DayNumber(Func):
 
 def _day_number(field: str, zone: zoneinfo.ZoneInfo) -> DayNumber:
     return DayNumber(TruncDate(field, tzinfo=zone))
-
-
-def _matrix(queryset: QuerySet, columns: int) -> np.ndarray:
-    """The rows of a `values_list` queryset as a float matrix (NULL → NaN), fetched in chunks straight from
-    the cursor: on a million rows Django's per-row conversion to tuples costs more than the query."""
-    try:
-        sql, params = queryset.query.sql_with_params()
-    except EmptyResultSet:
-        return np.zeros((0, columns))
-    chunks = []
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            chunks.append(np.array(rows, dtype=float).reshape(len(rows), columns))
-    return np.concatenate(chunks) if chunks else np.zeros((0, columns))
 
 
 def _erased_customers(merchant: Merchant) -> QuerySet:
@@ -170,7 +153,7 @@ def _views_by_day(*, merchant: Merchant, start: date, end: date, product_ids: Se
         )
         .order_by()
     )
-    return _matrix(queryset, 6)
+    return queryset_matrix(queryset, columns=6)
 
 
 def _sales_by_day(*, merchant: Merchant, start: date, end: date, product_ids: Sequence[int] | None) -> np.ndarray:
@@ -195,7 +178,7 @@ def _sales_by_day(*, merchant: Merchant, start: date, end: date, product_ids: Se
         )
         .order_by()
     )
-    return _matrix(queryset, 4)
+    return queryset_matrix(queryset, columns=4)
 
 
 def merchant_days(*, merchant: Merchant, start: date, end: date) -> dict[date, int]:
@@ -228,7 +211,7 @@ def _lowest_competitor_by_day(*, merchant: Merchant, start: date, end: date, pro
         .annotate(lowest=Min(Cast("price", FloatField())))
         .order_by()
     )
-    return _matrix(queryset, 3)
+    return queryset_matrix(queryset, columns=3)
 
 
 def _keys(products: np.ndarray, days: np.ndarray) -> np.ndarray:
@@ -277,7 +260,7 @@ def demand_panel(
     products = Product.objects.for_merchant(merchant).values_list("pk", "category_id", "price").order_by("pk")
     if len(panel_products) <= NAMED_PRODUCTS_MAX:
         products = products.filter(pk__in=panel_products.tolist())
-    product_rows = _matrix(products, 3)
+    product_rows = queryset_matrix(products, columns=3)
     known_products = product_rows[:, 0].astype(np.int64)
     category_by_product = np.nan_to_num(product_rows[:, 1], nan=-1).astype(np.int64)
     list_price_by_product = product_rows[:, 2]
@@ -371,11 +354,11 @@ def _price_in_force(
     wanted = _distinct_sorted(products)
     if len(wanted) <= NAMED_PRODUCTS_MAX:
         changes = changes.filter(product_id__in=wanted.tolist())
-    changes = _matrix(
+    changes = queryset_matrix(
         changes.annotate(day=_day_number("created_at", zone))
         .values_list("product_id", "day", "from_price", "to_price")
         .order_by("product_id", "created_at", "pk"),
-        4,
+        columns=4,
     )
     result = list_price.astype(float).copy()
     if not len(changes):

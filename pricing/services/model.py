@@ -25,7 +25,7 @@ from pricing.selectors.demand import demand_panel, merchant_zone
 from pricing.selectors.guardrails import pricing_settings_for
 from pricing.selectors.model import demand_fit_running
 from revopt.jsonable import jsonable
-from revopt.progress import RunProgress
+from revopt.runs import RunProgress, run_failed
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write, merchant_lock
 
@@ -172,15 +172,4 @@ def _summary(fit: DemandFit, *, skipped: int) -> dict:
 
 def _fail(*, run: DemandModelRun, error: Exception) -> None:
     logger.exception("demand fit %s of %s failed", run.pk, run.merchant.slug)
-    with transaction.atomic():
-        run.status = ModelRunStatus.FAILED
-        run.finished_at = timezone.now()
-        run.error = f"{type(error).__name__}: {error}"[:5000]
-        run.save(update_fields=["status", "finished_at", "error"])
-        audit_log_write(
-            merchant=run.merchant,
-            actor=None,
-            action="pricing.demand_fit",
-            target=run,
-            detail={"status": run.status, "error": run.error[:500]},
-        )
+    run_failed(run=run, error=error, action="pricing.demand_fit")

@@ -1,13 +1,16 @@
-"""Progress of a long model run (a demand fit, an insight run): passed to the caller's callback (a terminal bar)
-and written to the run's row for the screens, only when it visibly moved so a fast loop does not hammer the
-database."""
+"""What every long model run (a demand fit, an insight run) shares: its progress, passed to the caller's
+callback (a terminal bar) and written to the run's row for the screens only when it visibly moved, so a fast
+loop does not hammer the database; and its failure, recorded on the row with an audit entry."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from django.db import models
+from django.db import models, transaction
+from django.utils import timezone
+
+from revopt.tenancy.services import audit_log_write
 
 Progress = Callable[[float], None]
 
@@ -36,3 +39,19 @@ class RunProgress:
     def stage(self, start: float, end: float) -> Progress:
         """The callback for one stage of the run, mapping its own 0 → 1 onto start → end."""
         return lambda share: self(start + (end - start) * min(max(float(share), 0.0), 1.0))
+
+
+def run_failed(*, run: models.Model, error: Exception, action: str) -> None:
+    """Mark the run FAILED with the error, and audit it; the run in service stays the previous succeeded one."""
+    with transaction.atomic():
+        run.status = "failed"  # ModelRunStatus.FAILED and RunStatus.FAILED alike
+        run.finished_at = timezone.now()
+        run.error = f"{type(error).__name__}: {error}"[:5000]
+        run.save(update_fields=["status", "finished_at", "error"])
+        audit_log_write(
+            merchant=run.merchant,
+            actor=None,
+            action=action,
+            target=run,
+            detail={"status": run.status, "error": run.error[:500]},
+        )
