@@ -177,3 +177,36 @@ class DataQualityReport(MerchantOwned):
 
     def __str__(self) -> str:
         return f"data quality {'passed' if self.passed else 'FAILED'} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ModelRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class AbandonmentModel(MerchantOwned):
+    """One training of the cart-abandonment predictor (funnel). The newest succeeded one is in service, so a
+    failed training never replaces it. Trained on carts before `split_at`, tested on carts from `split_at` to
+    `data_end` (a temporal split: the test carts are the future the model has not seen)."""
+
+    status = models.CharField(max_length=16, choices=ModelRunStatus.choices, default=ModelRunStatus.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True, default="")
+    data_start = models.DateTimeField(null=True, blank=True)
+    split_at = models.DateTimeField(null=True, blank=True)
+    data_end = models.DateTimeField(null=True, blank=True)
+    train_carts = models.PositiveIntegerField(default=0)
+    test_carts = models.PositiveIntegerField(default=0)
+    # {"auc", "brier", "log_loss", "base_rate", "calibrated", "reliability": [{"predicted", "observed", "count"}],
+    #  "importances": {feature: value}, "auc_baseline": ...} — written by events.abandonment.
+    metrics = models.JSONField(default=dict, blank=True)
+    artifact = models.BinaryField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["merchant", "status", "-finished_at"])]
+
+    def __str__(self) -> str:
+        return f"abandonment model #{self.pk} ({self.status})"

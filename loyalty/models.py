@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from events.models import Customer, Order
+from events.models import Customer, Order, Session
 from revopt.tenancy.models import MerchantOwned
 
 
@@ -318,3 +318,217 @@ class Redemption(MerchantOwned):
 
     def __str__(self) -> str:
         return self.code
+
+
+# --- Funnel: incentives at the cart and abandoned-cart recovery ---------------------------------------------
+
+
+class IncentiveKind(models.TextChoices):
+    NONE = "none", "No offer"
+    FREE_SHIPPING = "free_shipping", "Free shipping"
+    PERCENT_5 = "percent_5", "5% off"
+    PERCENT_10 = "percent_10", "10% off"
+    POINTS = "points", "Bonus loyalty points"
+
+
+class OfferChannel(models.TextChoices):
+    ONSITE = "onsite", "On the site, at the cart"
+    RECOVERY = "recovery", "In a cart-recovery message"
+
+
+class OfferSettings(MerchantOwned):
+    """A merchant's incentive rules; one row per merchant, created on first use."""
+
+    enabled = models.BooleanField(default=True)
+    # Face cost of the offers issued per day (the shop's time zone), in the shop's currency: never exceeded.
+    daily_budget = models.DecimalField(max_digits=12, decimal_places=2, default=100, validators=[MinValueValidator(0)])
+    # At most this many offers per customer in any window of `frequency_window_days`.
+    max_offers_per_customer = models.PositiveIntegerField(default=1)
+    frequency_window_days = models.PositiveIntegerField(default=7, validators=[MinValueValidator(1)])
+    # Share of decisions whose incentive is drawn at random (uniformly among the allowed kinds, "none"
+    # included): the randomized data the uplift model learns from.
+    exploration_share = models.FloatField(default=0.1)
+    # Subset of IncentiveKind values the decision may choose from ("none" is always possible).
+    allowed_kinds = models.JSONField(default=list, blank=True)
+    # What an offer costs the merchant beyond the discount itself.
+    shipping_cost = models.DecimalField(max_digits=8, decimal_places=2, default=6.95)
+    points_bonus = models.PositiveIntegerField(default=200)
+    point_value = models.DecimalField(max_digits=8, decimal_places=4, default=0.01)
+    # Margin rate assumed for a cart line whose product has no cost.
+    default_margin_rate = models.FloatField(default=0.35)
+    offer_valid_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant"], name="offer_settings_one_per_merchant")]
+
+    def __str__(self) -> str:
+        return f"Offer settings of {self.merchant}"
+
+
+class DecisionReason(models.TextChoices):
+    BEST_EXPECTED_MARGIN = "best_expected_margin", "Highest expected margin (uplift model)"
+    NO_OFFER_PAYS = "no_offer_pays", "No incentive raises expected margin"
+    EXPLORATION = "exploration", "Randomized for learning"
+    EXPERIMENT_ARM = "experiment_arm", "Fixed by the shopper's experiment arm"
+    NO_MODEL = "no_model", "No uplift model trained yet"
+    OPTED_OUT = "opted_out", "Customer opted out of personalization"
+    CUSTOMER_CAP = "customer_cap", "Customer frequency cap reached"
+    BUDGET_EXHAUSTED = "budget_exhausted", "Daily budget spent"
+    DISABLED = "disabled", "Offers switched off"
+    ALREADY_DECIDED = "already_decided", "Same cart decided before"
+
+
+class OfferDecision(MerchantOwned):
+    """One decision for a cart, logged whatever it was (including "none") with its reason. An offer carries a
+    one-time code: the first order that uses it redeems it."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    session_external_id = models.CharField(max_length=100, blank=True, default="")
+    cart_id = models.CharField(max_length=100)
+    channel = models.CharField(max_length=16, choices=OfferChannel.choices, default=OfferChannel.ONSITE)
+    decided_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=IncentiveKind.choices)
+    value = models.FloatField(default=0.0)  # percent off, or points awarded
+    code = models.CharField(max_length=40, blank=True, default="")  # "" for kind none
+    reason = models.CharField(max_length=32, choices=DecisionReason.choices)
+    explanation = models.CharField(max_length=300, blank=True, default="")
+    cart_value = models.DecimalField(max_digits=12, decimal_places=2)
+    cart_margin = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    # The most the offer can cost (reserved from the day's budget when issued).
+    cost = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    abandonment_probability = models.FloatField(null=True, blank=True)
+    # P(order | chosen kind) − P(order | none) and the expected margin gain over no offer, from the uplift model.
+    expected_uplift = models.FloatField(null=True, blank=True)
+    expected_margin_gain = models.FloatField(null=True, blank=True)
+    # {kind: {"p_order", "expected_margin"}} for every kind considered.
+    scores = models.JSONField(default=dict, blank=True)
+    # The cart snapshot (events.abandonment.CartSnapshot as a dict) the decision saw: the uplift training row.
+    features = models.JSONField(default=dict, blank=True)
+    # True when `kind` was drawn at random with probability `propensity` (unbiased data for the uplift model).
+    randomized = models.BooleanField(default=False)
+    propensity = models.FloatField(null=True, blank=True)
+    experiment_key = models.CharField(max_length=100, blank=True, default="")
+    variant_key = models.CharField(max_length=100, blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Outcome, filled once known: did the session (or the customer within the offer's validity) order.
+    converted_order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "code"], condition=~models.Q(code=""), name="offer_code_unique_per_merchant"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "customer", "decided_at"]),
+            models.Index(fields=["merchant", "decided_at"]),
+            models.Index(fields=["merchant", "cart_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for cart {self.cart_id}"
+
+
+class OfferBudgetDay(MerchantOwned):
+    """The face cost of offers issued on one day; raised only by a conditional UPDATE that keeps it within
+    the budget, so concurrent decisions can never overspend."""
+
+    day = models.DateField()
+    spent = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    offers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant", "day"], name="offer_budget_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.spent}"
+
+
+class UpliftModel(MerchantOwned):
+    """One training of the incentive uplift model on randomized decisions. The newest succeeded one serves."""
+
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True, default="")
+    method = models.CharField(max_length=16, default="x_learner")
+    decisions = models.PositiveIntegerField(default=0)  # randomized decisions trained on
+    # {"kinds": [...], "ate": {kind: {"estimate", "low", "high", "n"}}, "qini": {kind: ...},
+    #  "policy_value": {...}, "feature_names": [...]}
+    metrics = models.JSONField(default=dict, blank=True)
+    artifact = models.BinaryField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["merchant", "status", "-finished_at"])]
+
+    def __str__(self) -> str:
+        return f"uplift model #{self.pk} ({self.status})"
+
+
+class RecoverySettings(MerchantOwned):
+    """How a merchant's abandoned carts are followed up; one row per merchant, created on first use."""
+
+    enabled = models.BooleanField(default=True)
+    # A cart counts as abandoned once the session has been idle this long without an order.
+    abandoned_after_minutes = models.PositiveIntegerField(default=30, validators=[MinValueValidator(5)])
+    # Delays of the messages after abandonment, in minutes (default 1 h and 24 h); empty = no messages.
+    delays_minutes = models.JSONField(default=list, blank=True)
+    include_recommendations = models.BooleanField(default=True)
+    # Ask the offer decision (channel "recovery") for an incentive in the last message.
+    include_offer = models.BooleanField(default=True)
+    webhook_url = models.URLField(blank=True, default="")
+    webhook_secret = models.CharField(max_length=100, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant"], name="recovery_settings_one_per_merchant")]
+
+    def __str__(self) -> str:
+        return f"Recovery settings of {self.merchant}"
+
+
+class RecoveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class RecoveryMessage(MerchantOwned):
+    """One scheduled follow-up of an abandoned cart. The merchant's e-mail/SMS tool pulls due messages from
+    the API or receives them by webhook; an order by the customer cancels the pending ones."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(Session, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    cart_id = models.CharField(max_length=100)
+    step = models.PositiveSmallIntegerField()  # 1 = first message
+    abandoned_at = models.DateTimeField()
+    scheduled_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=RecoveryStatus.choices, default=RecoveryStatus.PENDING)
+    cart_value = models.DecimalField(max_digits=12, decimal_places=2)
+    # {"items": [...], "recommendations": [...], "offer": {...} | None}, fixed when the message falls due.
+    content = models.JSONField(default=dict, blank=True)
+    offer = models.ForeignKey(OfferDecision, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    cancelled_reason = models.CharField(max_length=100, blank=True, default="")
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    recovered_order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "cart_id", "step"], name="recovery_message_once_per_step")
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "status", "scheduled_at"]),
+            models.Index(fields=["merchant", "customer", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"recovery {self.step} of cart {self.cart_id} ({self.status})"

@@ -24,5 +24,6 @@ urlpatterns = [
     path("pricing/", include("pricing.urls")),
     path("loyalty/", include("loyalty.urls")),
     path("support/", include("loyalty.support_urls")),
+    path("funnel/", include("events.urls")),
     path("", include("revopt.dashboard.urls")),
 ]

@@ -79,6 +79,9 @@ class CartContext:
     session: SessionContext
     lines: tuple[CartLine, ...] = field(default_factory=tuple)
     prior_orders: int = 0
+    # What the storefront counted in this session so far, keyed by events.abandonment.SIGNAL_NAMES
+    # (filled when the world simulates session signals).
+    signals: dict[str, float] = field(default_factory=dict)
 
     @property
     def subtotal(self) -> float:

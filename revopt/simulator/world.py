@@ -129,6 +129,10 @@ class WorldConfig:
     repeat_visit_lift: float = 1.5
     repeat_visit_cap: float = 4.0
     existing_shopper_share: float = 0.35
+    # Funnel realism: a latent hesitation per session that lowers checkout, shows in behaviour (shipping and
+    # returns pages, price sorting, dwell) and changes how much each incentive helps. Off by default so
+    # earlier evaluations keep their numbers.
+    session_signals: bool = False
 
     @property
     def shopper_count(self) -> int:

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from revopt.tenancy.models import Merchant
 
-from .models import DataQualityReport
+from ..models import DataQualityReport
 
 
 class DataQualityGateClosed(Exception):

@@ -13,9 +13,9 @@ from django.utils import timezone
 from catalog.models import Product
 from revopt.tenancy.models import Merchant
 
-from .ingest import BatchResult, BatchTooLarge, EventResult, ingest_batch
-from .models import DataQualityReport, Event, OrderLine
-from .validation import PRODUCT_EVENTS
+from ..ingest import BatchResult, BatchTooLarge, EventResult, ingest_batch
+from ..models import DataQualityReport, Event, OrderLine
+from ..validation import PRODUCT_EVENTS
 
 __all__ = [
     "BatchResult",
