@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_SESSIONS ?= 20000
 export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
 
-.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments bench-pricing lint system-packages
+.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments bench-pricing bench-abandonment lint system-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-experiments: install
 
 bench-pricing: install
 	bin/with-services $(PY) bench/pricing.py
+
+bench-abandonment: install
+	bin/with-services $(PY) bench/abandonment.py
 
 lint: install
 	$(VENV)/bin/ruff check .

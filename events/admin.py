@@ -1,10 +1,12 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from revopt.tenancy.admin_base import MerchantScopedAdmin, MerchantScopedInline, ReadOnlyAdminMixin
 
 from . import services
-from .models import AnonymousIdentity, Customer, DataQualityReport, Event, Order, OrderLine, Session
+from .models import AbandonmentModel, AnonymousIdentity, Customer, DataQualityReport, Event, Order, OrderLine, Session
 
 
 class AnonymousIdentityInline(ReadOnlyAdminMixin, MerchantScopedInline):
@@ -111,3 +113,84 @@ class DataQualityReportAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
         for merchant in merchants:
             report = services.data_quality_report_create(merchant=merchant)
             self.message_user(request, f"{merchant}: {'passed' if report.passed else 'failed'}")
+
+
+@admin.register(AbandonmentModel)
+class AbandonmentModelAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
+    """Trainings of the cart-abandonment predictor: the newest succeeded one serves."""
+
+    list_display = ("__str__", "status", "started_at", "finished_at", "test_auc", "baseline_auc", "carts")
+    list_filter = ("status",)
+    readonly_fields = (
+        "status",
+        "started_at",
+        "finished_at",
+        "progress",
+        "error",
+        "data_start",
+        "split_at",
+        "data_end",
+        "train_carts",
+        "test_carts",
+        "test_auc",
+        "baseline_auc",
+        "brier",
+        "calibration",
+        "reliability_table",
+        "importances_table",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="test AUC")
+    def test_auc(self, run: AbandonmentModel) -> str:
+        return _rounded(run.metrics.get("auc"))
+
+    @admin.display(description="AUC of cart value + device")
+    def baseline_auc(self, run: AbandonmentModel) -> str:
+        return _rounded(run.metrics.get("auc_baseline"))
+
+    @admin.display(description="Brier score")
+    def brier(self, run: AbandonmentModel) -> str:
+        return _rounded(run.metrics.get("brier"))
+
+    @admin.display(description="carts (train / test)")
+    def carts(self, run: AbandonmentModel) -> str:
+        return f"{run.train_carts} / {run.test_carts}"
+
+    @admin.display(description="calibration")
+    def calibration(self, run: AbandonmentModel) -> str:
+        metrics = run.metrics
+        if not metrics:
+            return "—"
+        return (
+            f"{metrics.get('calibration_method', 'none')}; mean predicted {_rounded(metrics.get('mean_predicted'))} "
+            f"for {_rounded(metrics.get('base_rate'))} observed"
+        )
+
+    @admin.display(description="reliability (test carts by predicted decile)")
+    def reliability_table(self, run: AbandonmentModel) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (_rounded(row["predicted"]), _rounded(row["observed"]), row["count"])
+                for row in run.metrics.get("reliability", [])
+            ),
+        )
+        return format_html("<table><tr><th>predicted</th><th>observed</th><th>carts</th></tr>{}</table>", rows)
+
+    @admin.display(description="permutation importance (AUC lost)")
+    def importances_table(self, run: AbandonmentModel) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td></tr>",
+            ((name, _rounded(value)) for name, value in run.metrics.get("importances", {}).items()),
+        )
+        return format_html("<table>{}</table>", rows)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).defer("artifact")
+
+
+def _rounded(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

@@ -17,6 +17,7 @@ def _isolated_cache():
 
     from experiments.selectors.assignment import live_experiments_forget
     from experiments.services.bandits import contextual_policies_forget
+    from loyalty.selectors.uplift import uplift_serving_forget
     from recommendations.cache import cache_reset_circuit
     from recommendations.selectors import fallback_popularity_forget
 
@@ -26,6 +27,7 @@ def _isolated_cache():
     fallback_popularity_forget()
     live_experiments_forget()
     contextual_policies_forget()
+    uplift_serving_forget()
     yield
     cache.key_prefix = previous
 
@@ -158,3 +160,12 @@ def celery_worker_queue(django_db_setup, tmp_path_factory):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+@pytest.fixture(autouse=True)
+def _abandonment_serving_forgotten():
+    """The abandonment model in service is memoised per merchant id in the process: ids repeat across tests."""
+    from events.selectors.abandonment import abandonment_serving_forget
+
+    abandonment_serving_forget()
+    yield

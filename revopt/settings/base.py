@@ -148,6 +148,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty.tasks.churn_refresh_all",
         "schedule": crontab(minute=45, hour=3, day_of_week=1),
     },
+    # Nightly: the incentive uplift model learns from the randomized offer decisions whose outcome is known.
+    "loyalty-uplift-nightly": {"task": "loyalty.tasks.uplift_model_train_all", "schedule": crontab(minute=50, hour=2)},
     "data-quality-reports": {
         "task": "events.tasks.data_quality_reports_run_all",
         "schedule": crontab(minute=15, hour="*/6"),
@@ -177,6 +179,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "experiments.tasks.contextual_bandits_update_running",
         "schedule": crontab(minute=20),
     },
+    # Nightly, after the data-quality report: the cart-abandonment predictor (funnel) on the last 90 days of carts.
+    "abandonment-nightly": {
+        "task": "events.tasks.abandonment_models_train_all",
+        "schedule": crontab(minute=50, hour=3),
+    },
+    # Every 10 minutes: follow-ups of the carts abandoned since (loyalty recovery); every 5: the webhook delivery.
+    "recovery-enqueue": {"task": "loyalty.tasks.abandoned_carts_enqueue_all", "schedule": crontab(minute="*/10")},
+    "recovery-dispatch": {"task": "loyalty.tasks.recovery_dispatch_all", "schedule": crontab(minute="*/5")},
 }
 RECOMMENDER_TRAIN_SOFT_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_SOFT_TIME_LIMIT", default=50 * 60)
 RECOMMENDER_TRAIN_TIME_LIMIT = env.int("REVOPT_RECOMMENDER_TRAIN_TIME_LIMIT", default=60 * 60)
@@ -191,6 +201,10 @@ CELERY_TASK_ANNOTATIONS = {
     "pricing.tasks.demand_model_fit_task": {"soft_time_limit": 30 * 60, "time_limit": 35 * 60},
     "pricing.tasks.price_proposals_generate_task": {"soft_time_limit": 30 * 60, "time_limit": 35 * 60},
     "pricing.tasks.pricing_refresh_task": {"soft_time_limit": 55 * 60, "time_limit": 60 * 60},
+    # A training fits a few dozen small boosted-tree models on the randomized decisions (seconds per thousand).
+    "loyalty.tasks.uplift_model_train_task": {"soft_time_limit": 20 * 60, "time_limit": 25 * 60},
+    # At most 200 webhook POSTs of 5 s each, and a run stops after 3 failures in a row (loyalty.services.recovery).
+    "loyalty.tasks.recovery_dispatch_task": {"soft_time_limit": 10 * 60, "time_limit": 12 * 60},
 }
 
 # --- API --------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ __all__ = [
     "CatalogBrowsePolicy",
     "CatalogListing",
     "Incentive",
+    "OfferPolicy",
+    "OfferTruth",
+    "OfferTruthRecorder",
     "PricingPolicy",
     "RecommendationPolicy",
     "SessionContext",
@@ -36,6 +39,7 @@ __all__ = [
 RECOMMENDATIONS_PATH = "/api/v1/recommendations"
 PRICES_PATH = "/api/v1/prices"
 PRICES_BATCH_SIZE = 200
+OFFERS_DECIDE_PATH = "/api/v1/offers/decide"
 
 
 class CatalogListing:
@@ -82,6 +86,10 @@ class CartContext:
     # What the storefront counted in this session so far, keyed by events.abandonment.SIGNAL_NAMES
     # (filled when the world simulates session signals).
     signals: dict[str, float] = field(default_factory=dict)
+    # The cart id the session's events carry ("Product Added", "Cart Viewed"); "" when not known.
+    cart_id: str = ""
+    # The moment the cart is looked at ("Cart Viewed"); None when not known.
+    at: datetime | None = None
 
     @property
     def subtotal(self) -> float:
@@ -265,3 +273,130 @@ class PricingPolicy(CatalogBrowsePolicy):
                 prices[item["sku"]] = float(item["price"])
         self._listing = catalog_listing
         self._prices = prices
+
+
+@dataclass(frozen=True)
+class OfferTruth:
+    """The simulator's counterfactual truth about one incentive given at a cart (never shown to a policy's
+    decisions; an evaluation reads it). `would_have_bought`: the same random draw completes without the offer."""
+
+    cart_id: str
+    kind: str
+    would_have_bought: bool
+    completed: bool
+    cost: float  # to the merchant if the order completes: the discount, the shipping fee waived, points' value
+    p_offer: float
+    p_none: float
+    margin: float  # the cart's margin before the offer, from product costs
+
+    @property
+    def incremental_margin(self) -> float:
+        """True expected incremental margin: p_offer·(margin − cost) − p_none·margin."""
+        return self.p_offer * (self.margin - self.cost) - self.p_none * self.margin
+
+
+@runtime_checkable
+class OfferTruthRecorder(Protocol):
+    def offer_truth_record(self, truth: OfferTruth) -> None:
+        """Receive the truth about an incentive this policy gave (for evaluation only)."""
+        ...
+
+
+@dataclass
+class OfferTally:
+    """Decisions and the simulator's truth about the offers of one experiment arm (or of all decisions)."""
+
+    decisions: int = 0
+    offers: int = 0
+    offers_would_have_bought: int = 0
+    offer_orders: int = 0
+    offer_cost: float = 0.0
+    true_incremental_margin: float = 0.0
+    shoppers: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict:
+        return {
+            "decisions": self.decisions,
+            "shoppers": len(self.shoppers),
+            "offers": self.offers,
+            "offers_would_have_bought": self.offers_would_have_bought,
+            "share_offers_would_have_bought": (
+                round(self.offers_would_have_bought / self.offers, 4) if self.offers else None
+            ),
+            "offer_orders": self.offer_orders,
+            "offer_cost": round(self.offer_cost, 2),
+            "true_incremental_margin": round(self.true_incremental_margin, 2),
+        }
+
+
+class OfferPolicy(CatalogBrowsePolicy):
+    """The shop with revopt's incentives: at the cart the storefront asks `POST /api/v1/offers/decide` with the
+    cart, the shopper's ids and the behaviour it counted this session, and shows the offer it gets (its one-time
+    code goes on the order's coupon, so the order redeems it).
+
+    A failed call shows no offer (the shop still works) and is counted in `failures`. Decisions are tallied
+    per experiment arm ("" outside an experiment), with the simulator's truth about each offer given.
+    """
+
+    def __init__(self, max_products: int = 60, transport: Transport | None = None) -> None:
+        super().__init__(max_products=max_products)
+        self.transport = transport
+        self.failures = 0
+        self.tallies: dict[str, OfferTally] = {}
+        self._variant_of_cart: dict[str, str] = {}
+
+    def connect(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def incentive_for(self, cart_context: CartContext) -> Incentive | None:
+        from .driver import StorefrontAPIError
+
+        if self.transport is None:
+            raise RuntimeError("OfferPolicy needs a transport: the driver connects it")
+        session = cart_context.session
+        payload = {
+            "cart_id": _cart_id(cart_context),
+            "session_id": session.session_id,
+            "user_id": session.user_id,
+            "anonymous_id": session.anonymous_id,
+            "device": session.device,
+            "source": session.utm_source,
+            "channel": "onsite",
+            "lines": [
+                {"sku": line.sku, "quantity": line.quantity, "price": f"{line.price:.2f}"}
+                for line in cart_context.lines
+            ],
+            "signals": dict(cart_context.signals),
+        }
+        if cart_context.at is not None:
+            # The simulated moment, for an API that honours it as the recommendations API's `at` does.
+            payload["at"] = cart_context.at.isoformat()
+        try:
+            answer = self.transport.post(OFFERS_DECIDE_PATH, payload)
+        except (StorefrontAPIError, ValueError):  # an error status, or an answer that is not JSON
+            self.failures += 1
+            return None
+        experiment = answer.get("experiment") or {}
+        variant = str(experiment.get("variant") or "")
+        self._variant_of_cart[payload["cart_id"]] = variant
+        tally = self.tallies.setdefault(variant, OfferTally())
+        tally.decisions += 1
+        tally.shoppers.add(session.user_id or session.anonymous_id)
+        offered = answer.get("incentive")
+        if not offered or offered.get("kind") in (None, "", "none"):
+            return None
+        return Incentive(kind=offered["kind"], value=float(offered.get("value") or 0.0), code=offered.get("code") or "")
+
+    def offer_truth_record(self, truth: OfferTruth) -> None:
+        tally = self.tallies.setdefault(self._variant_of_cart.get(truth.cart_id, ""), OfferTally())
+        tally.offers += 1
+        tally.offers_would_have_bought += int(truth.would_have_bought)
+        if truth.completed:
+            tally.offer_orders += 1
+            tally.offer_cost += truth.cost
+        tally.true_incremental_margin += truth.incremental_margin
+
+
+def _cart_id(cart_context: CartContext) -> str:
+    # The session's cart id as its events carry it ("Product Added".cart_id); derived the same way.
+    return cart_context.cart_id or cart_context.session.session_id

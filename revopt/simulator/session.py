@@ -3,17 +3,35 @@
 No Django and no I/O: the driver hands in the day's catalog listing and sends what comes out. Every
 random draw comes from one generator seeded from the world's seed and every id is derived from the
 seed and a counter, so the same seed and catalog give the same event stream byte for byte.
+
+With `WorldConfig.session_signals` a session's hesitation and price sensitivity, and the behaviour that reveals
+them (price sorting, shipping and returns pages, dwell on the cart), draw from a generator of their own
+(`World.session_latents`), so switching them on or off moves no other draw. For every incentive given the
+stats keep the counterfactual truth (would the cart have completed without it under the same draw, its cost,
+its true expected incremental margin), and a policy that records truth (`OfferTruthRecorder`) receives it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
-from .policy import AttributingPolicy, CartContext, CartLine, CatalogListing, SessionContext, StorefrontPolicy
-from .world import CHANNELS, DEVICES, ShopperState, World, stable_id
+from events.abandonment import session_signals
+
+from .policy import (
+    AttributingPolicy,
+    CartContext,
+    CartLine,
+    CatalogListing,
+    OfferTruth,
+    OfferTruthRecorder,
+    SessionContext,
+    StorefrontPolicy,
+)
+from .world import CHANNELS, DEVICES, Incentive, SessionLatents, ShopperState, World, stable_id
 
 _USER_AGENTS = {
     "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1",
@@ -26,6 +44,8 @@ _LOCALE_SHARES = (0.78, 0.08, 0.06, 0.04, 0.04)
 LIST_EVENT_PRODUCTS = 12
 # Latest session start (hours into the day), so a session never runs into the next day.
 _LAST_START_HOUR = 22.5
+# What loyalty points cost the merchant, per point (the simulator's truth for an offer's cost).
+POINT_VALUE = 0.01
 
 
 @dataclass
@@ -41,10 +61,22 @@ class SimulationStats:
     units: int = 0
     revenue: float = 0.0
     identified_mid_session: int = 0
+    # Counterfactual truth of the incentives given (known only to the simulator): how many carts got an
+    # offer, how many of those would have completed without it under the same random draw, what the offers
+    # cost the merchant on completed orders, and the true expected incremental margin
+    # Σ p_k·(margin − cost) − p_none·margin.
+    offers: int = 0
+    offers_would_have_bought: int = 0
+    offer_orders: int = 0
+    offer_cost: float = 0.0
+    true_incremental_margin: float = 0.0
+    offers_by_kind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["revenue"] = round(self.revenue, 2)
+        data["offer_cost"] = round(self.offer_cost, 2)
+        data["true_incremental_margin"] = round(self.true_incremental_margin, 2)
         data["conversion"] = round(self.orders / self.sessions, 5) if self.sessions else 0.0
         data["cart_abandonment"] = round(1.0 - self.orders / self.carts, 5) if self.carts else 0.0
         data["aov"] = round(self.revenue / self.orders, 2) if self.orders else 0.0
@@ -119,11 +151,21 @@ class ShopSimulator:
         session_number = stats.sessions
         session_id = stable_id(self.seed, "session", session_number)
         stats.sessions += 1
+        latents: SessionLatents | None = None
+        latent_rng: np.random.Generator | None = None
+        if config.session_signals:
+            latents, latent_rng = world.session_latents(session_number)
         events: list[dict] = []
         clock = [start]
 
         def emit(
-            kind: str, name: str | None, properties: dict, *, gap: float | None = 30.0, traits: dict | None = None
+            kind: str,
+            name: str | None,
+            properties: dict,
+            *,
+            gap: float | None = 30.0,
+            traits: dict | None = None,
+            seconds: float | None = None,
         ) -> None:
             event = {
                 "type": kind,
@@ -144,7 +186,14 @@ class ShopSimulator:
             events.append(event)
             # gap=None: a fixed second and no random draw, so an event only some policies send (a click on
             # a recommended product) leaves every other draw of the session as it would have been.
-            clock[0] += timedelta(seconds=1.0 if gap is None else 1.0 + float(rng.exponential(gap)))
+            # seconds=...: a wait drawn by the caller (session signals draw from their own generator).
+            if seconds is not None:
+                clock[0] += timedelta(seconds=seconds)
+            else:
+                clock[0] += timedelta(seconds=1.0 if gap is None else 1.0 + float(rng.exponential(gap)))
+
+        def pause(seconds: float) -> None:
+            clock[0] += timedelta(seconds=seconds)
 
         def log_in() -> None:
             nonlocal logged_in
@@ -241,6 +290,13 @@ class ShopSimulator:
                 {"list_id": category_path, "category": category_path, "products": impressions},
             )
         stats.list_views += 1
+        if latent_rng is not None and latent_rng.random() < (0.8 if latents.price_sensitive else 0.08):
+            emit(
+                "track",
+                "Product List Filtered",
+                {"list_id": category_path, "category": category_path, "sorts": [{"type": "price", "value": "asc"}]},
+                seconds=1.0 + float(latent_rng.exponential(6.0)),
+            )
         if will_log_in and rng.random() < 0.4:
             will_log_in = False
             log_in()
@@ -307,6 +363,10 @@ class ShopSimulator:
                 log_in=log_in if will_log_in else None,
                 device=device,
                 product_properties=product_properties,
+                events=events,
+                pause=pause,
+                latents=latents,
+                latent_rng=latent_rng,
             )
         elif will_log_in and rng.random() < 0.3:
             log_in()
@@ -325,9 +385,18 @@ class ShopSimulator:
         log_in,
         device: str,
         product_properties,
+        events: list[dict],
+        pause,
+        latents: SessionLatents | None = None,
+        latent_rng: np.random.Generator | None = None,
     ) -> None:
         world, config, rng, stats = self.world, self.world.config, self.rng, self.stats
         lines = [product_properties(position, quantity=quantity) for position, quantity in cart]
+        subtotal = round(sum(float(prices[p]) * q for p, q in cart), 2)
+        if latents is not None:
+            latents = self._reveal_hesitation(
+                latents=latents, latent_rng=latent_rng, subtotal=subtotal, emit=emit, pause=pause
+            )
         emit("track", "Cart Viewed", {"cart_id": cart_id, "products": lines}, gap=25.0)
         prior_orders = int(self.state.orders[shopper])
         incentive = self.policy.incentive_for(
@@ -335,9 +404,11 @@ class ShopSimulator:
                 session=session_context,
                 lines=tuple(CartLine(sku=shown[p]["sku"], price=float(prices[p]), quantity=q) for p, q in cart),
                 prior_orders=prior_orders,
+                signals=_signals_before(events, at=events[-1]["timestamp"]),
+                cart_id=cart_id,
+                at=datetime.fromisoformat(events[-1]["timestamp"]),
             )
         )
-        subtotal = round(sum(float(prices[p]) * q for p, q in cart), 2)
         discount, coupon = 0.0, ""
         if incentive is not None:
             coupon = incentive.code or incentive.kind.upper()
@@ -361,13 +432,41 @@ class ShopSimulator:
         shipping = world.shipping_for(subtotal - discount, incentive)
         tax = round((subtotal - discount) * config.tax_rate, 2)
         total = round(subtotal - discount + shipping + tax, 2)
-        completes = rng.random() < world.checkout_probability(
+        draw = rng.random()
+        p_complete = world.checkout_probability(
             cart_value=subtotal - discount,
             shipping=shipping,
             incentive=incentive,
             device=device,
             prior_orders=prior_orders,
+            latents=latents,
         )
+        completes = draw < p_complete
+        if incentive is not None:
+            p_none = world.checkout_probability(
+                cart_value=subtotal,
+                shipping=world.shipping_for(subtotal, None),
+                incentive=None,
+                device=device,
+                prior_orders=prior_orders,
+                latents=latents,
+            )
+            margin = sum(
+                (float(prices[p]) - float(world.unit_cost[world.product_index_by_sku[shown[p]["sku"]]])) * q
+                for p, q in cart
+            )
+            self._offer_truth_record(
+                OfferTruth(
+                    cart_id=cart_id,
+                    kind=incentive.kind,
+                    would_have_bought=bool(draw < p_none),
+                    completed=bool(completes),
+                    cost=self._offer_cost(incentive, subtotal=subtotal, discount=discount),
+                    p_offer=p_complete,
+                    p_none=p_none,
+                    margin=margin,
+                )
+            )
         if not completes and rng.random() >= config.checkout_started_share_of_abandoners:
             return
         if log_in is not None:
@@ -398,3 +497,53 @@ class ShopSimulator:
         stats.units += sum(q for _, q in cart)
         stats.revenue += total
         world.record_order(self.state, shopper)
+
+    def _reveal_hesitation(
+        self, *, latents: SessionLatents, latent_rng: np.random.Generator, subtotal: float, emit, pause
+    ) -> SessionLatents:
+        """Behaviour between the cart and "Cart Viewed" that reveals the latents: shipping and returns pages
+        (Poisson counts rising with hesitation; shipping more often below the free-shipping threshold) and a
+        longer dwell on the cart for hesitant shoppers. Every draw comes from the session's own generator."""
+        hesitation = latents.hesitation
+        below_threshold = subtotal < self.world.config.free_shipping_threshold
+        shipping_views = int(latent_rng.poisson(0.3 * np.exp(0.8 * hesitation) * (2.0 if below_threshold else 1.0)))
+        returns_views = int(latent_rng.poisson(0.2 * np.exp(0.8 * hesitation)))
+        pages = [("/pages/shipping", "Shipping")] * shipping_views + [("/pages/returns", "Returns")] * returns_views
+        for index in latent_rng.permutation(len(pages)):
+            path, title = pages[int(index)]
+            emit("page", title, {"path": path, "title": title}, seconds=1.0 + float(latent_rng.exponential(25.0)))
+        pause(float(latent_rng.exponential(20.0 * np.exp(0.8 * hesitation))))
+        return dataclasses.replace(latents, shipping_page_views=shipping_views)
+
+    def _offer_cost(self, incentive: Incentive, *, subtotal: float, discount: float) -> float:
+        """What the offer costs the merchant if the order completes."""
+        if incentive.kind == "free_shipping":
+            return float(self.world.shipping_for(subtotal, None))
+        if incentive.kind == "points":
+            return float(incentive.value) * POINT_VALUE
+        return float(discount)
+
+    def _offer_truth_record(self, truth: OfferTruth) -> None:
+        stats = self.stats
+        stats.offers += 1
+        stats.offers_by_kind[truth.kind] = stats.offers_by_kind.get(truth.kind, 0) + 1
+        stats.offers_would_have_bought += int(truth.would_have_bought)
+        if truth.completed:
+            stats.offer_orders += 1
+            stats.offer_cost += truth.cost
+        stats.true_incremental_margin += truth.incremental_margin
+        if isinstance(self.policy, OfferTruthRecorder):
+            self.policy.offer_truth_record(truth)
+
+
+def _signals_before(events: list[dict], *, at: str) -> dict[str, float]:
+    """The session's SIGNAL_NAMES counts from the events strictly before `at`, as the event log gives them."""
+    moment = datetime.fromisoformat(at)
+    rows = []
+    for event in events:
+        timestamp = datetime.fromisoformat(event["timestamp"])
+        if timestamp >= moment:
+            continue
+        name = "Page Viewed" if event["type"] == "page" else event.get("event")
+        rows.append((name, timestamp, event.get("properties")))
+    return session_signals(rows, at=moment)

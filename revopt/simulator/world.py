@@ -192,6 +192,35 @@ class Coefficients:
     checkout_device: dict[str, float] = field(default_factory=lambda: {"mobile": -0.25, "desktop": 0.3, "tablet": 0.0})
     checkout_history: float = 0.35
     price_scale: float = 1.0
+    # Funnel realism (WorldConfig.session_signals): see `SessionLatents` for how they enter the checkout logit.
+    checkout_hesitation: float = -1.0
+    price_sensitive_intercept: float = -0.5
+    price_sensitive_hesitation: float = 1.0
+    percent_effect_price_sensitive: float = 2.2
+    percent_effect_other: float = 0.4
+    free_shipping_looked_effect: float = 0.6
+    points_effect_returning: float = 2.0
+    points_effect_new: float = 0.3
+
+
+@dataclass(frozen=True)
+class SessionLatents:
+    """What a shopper brings to one session's checkout (WorldConfig.session_signals), and the true rule
+    of how incentives work on them.
+
+    hesitation h ~ N(0, 1); price_sensitive ~ Bernoulli(sigmoid(a + b·h)), so hesitant shoppers are more
+    often price sensitive. The checkout logit gains `checkout_hesitation · h`, and each incentive's effect
+    `checkout_incentive[kind]` is scaled per shopper:
+      percent_5 / percent_10: × percent_effect_price_sensitive (2.2) for price-sensitive shoppers,
+                              × percent_effect_other (0.4) for the others;
+      free_shipping:          removes the shipping-paid term as before, plus free_shipping_looked_effect (0.6)
+                              when shipping would have been paid and the shopper looked at the shipping page;
+      points:                 × points_effect_returning (2.0) with prior orders, × points_effect_new (0.3) without.
+    """
+
+    hesitation: float = 0.0
+    price_sensitive: bool = False
+    shipping_page_views: int = 0
 
 
 @dataclass
@@ -415,18 +444,57 @@ class World:
         return _softmax_rows(np.hstack([utility, outside]))
 
     def checkout_probability(
-        self, *, cart_value: float, shipping: float, incentive: Incentive | None, device: str, prior_orders: int
+        self,
+        *,
+        cart_value: float,
+        shipping: float,
+        incentive: Incentive | None,
+        device: str,
+        prior_orders: int,
+        latents: SessionLatents | None = None,
     ) -> float:
-        """True probability that a shopper with this cart completes the order (1 - abandonment)."""
+        """True probability that a shopper with this cart completes the order (1 - abandonment).
+
+        Without `latents` this is the model without session signals; with them, the hesitation term and the
+        heterogeneous incentive effects of `SessionLatents` apply.
+        """
         kind = incentive.kind if incentive is not None else "none"
+        c = self.coefficients
+        incentive_effect = c.checkout_incentive[kind]
+        hesitation_effect = 0.0
+        if latents is not None:
+            hesitation_effect = c.checkout_hesitation * latents.hesitation
+            if kind in ("percent_5", "percent_10"):
+                scale = c.percent_effect_price_sensitive if latents.price_sensitive else c.percent_effect_other
+                incentive_effect *= scale
+            elif kind == "free_shipping":
+                would_pay = cart_value < self.config.free_shipping_threshold
+                if would_pay and latents.shipping_page_views > 0:
+                    incentive_effect += c.free_shipping_looked_effect
+            elif kind == "points":
+                incentive_effect *= c.points_effect_returning if prior_orders > 0 else c.points_effect_new
         logit = self._checkout_logit(
             cart_value=np.asarray(cart_value, dtype=float),
             shipping_paid=np.asarray(shipping > 0),
-            incentive_effect=self.coefficients.checkout_incentive[kind],
-            device_effect=self.coefficients.checkout_device[device],
+            incentive_effect=incentive_effect + hesitation_effect,
+            device_effect=c.checkout_device[device],
             prior_orders=np.asarray(prior_orders),
         )
         return float(_sigmoid(logit))
+
+    def session_latents(self, session_number: int) -> tuple[SessionLatents, np.random.Generator]:
+        """A session's hesitation and price sensitivity, and the generator its revealing behaviour draws from.
+
+        Seeded from (seed, session number) apart from the session stream, so switching session signals on
+        or off never moves any other draw.
+        """
+        rng = np.random.default_rng([self.config.seed, 11, session_number])
+        hesitation = float(rng.normal())
+        c = self.coefficients
+        price_sensitive = bool(
+            rng.random() < _sigmoid(c.price_sensitive_intercept + c.price_sensitive_hesitation * hesitation)
+        )
+        return SessionLatents(hesitation=hesitation, price_sensitive=price_sensitive), rng
 
     def _checkout_logit(
         self,
@@ -591,6 +659,10 @@ class World:
             values = sample["value_ratio"] * scale
 
             device_effect = np.array([c.checkout_device[DEVICES[int(dev)]] for dev in sample["device"]])
+            if self.config.session_signals:
+                # A separate stream, so the calibration sample without signals is drawn exactly as before.
+                hesitation = np.random.default_rng([self.config.seed, 12]).normal(size=len(values))
+                device_effect = device_effect + c.checkout_hesitation * hesitation
 
             def completion(intercept: float, values: np.ndarray = values, device_effect: np.ndarray = device_effect):
                 c.checkout_intercept = intercept
