@@ -6,6 +6,7 @@ write each table in bulk (COPY on PostgreSQL). The whole batch commits or rolls 
 violation from a concurrent batch with the same ids re-runs it, and the second run reports duplicates.
 """
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ def _store(
     loyalty_points_after_commit(
         merchant=merchant, placed_order_ids=placed, reversed_order_refs=[e.order_ref for e in valid if e.order_ref]
     )
+    funnel_after_orders(merchant=merchant, placed_order_ids=placed)
 
     for event in valid:
         outcome[event.index] = EventResult(event.index, event.message_id, ACCEPTED)
@@ -382,3 +384,24 @@ def loyalty_points_after_commit(
     transaction.on_commit(
         lambda: points_for_orders_task.delay(merchant_id, placed_order_ids, reversed_order_refs), robust=True
     )
+
+
+def funnel_after_orders(*, merchant: Merchant, placed_order_ids: list[int]) -> None:
+    """What new orders mean for the funnel: an order whose coupon is an offer code redeems it and an order after
+    an offer decision becomes its outcome (loyalty.services.offers), and an order cancels its customer's pending
+    cart-recovery messages and is credited to the message that led to it (loyalty.services.recovery).
+    Nothing for a batch without orders, no query for a shop that uses neither (cached). Each runs in its own
+    savepoint: a failure is logged and never fails the batch (both can be recomputed, and a pending recovery
+    message is checked for orders again before it is sent)."""
+    if not placed_order_ids:
+        return
+    # loyalty builds on events: import late.
+    from loyalty.services.offers import offer_outcomes_record
+    from loyalty.services.recovery import recovery_cancel_on_purchase
+
+    for follow_up in (offer_outcomes_record, recovery_cancel_on_purchase):
+        try:
+            with transaction.atomic():
+                follow_up(merchant=merchant, order_ids=placed_order_ids)
+        except Exception:  # noqa: BLE001 - the orders are recorded; see the docstring
+            logging.getLogger(__name__).exception("%s failed for merchant %s", follow_up.__name__, merchant.pk)

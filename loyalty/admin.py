@@ -31,16 +31,24 @@ from revopt.tenancy.admin_base import (
 from .models import (
     CustomerInsight,
     EarnRule,
+    IncentiveKind,
     InsightRun,
     LoyaltyAccount,
     LoyaltyProgram,
+    OfferDecision,
+    OfferSettings,
     PointsEntry,
+    RecoveryMessage,
+    RecoverySettings,
     Redemption,
     RetentionCandidate,
     Reward,
     Tier,
+    UpliftModel,
 )
+from .services.offers import offer_settings_save
 from .services.points import REASON_MAX, LoyaltyError, loyalty_program_save, points_adjust
+from .services.recovery import recovery_delays_problem, recovery_settings_save
 
 # --- programs -------------------------------------------------------------------------------------------
 
@@ -307,3 +315,178 @@ class RetentionCandidateAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("customer", "merchant")
+
+
+# --- funnel: offers at the cart -----------------------------------------------------------------------------
+
+
+class OfferSettingsForm(forms.ModelForm):
+    allowed_kinds = forms.MultipleChoiceField(
+        choices=[(kind.value, kind.label) for kind in IncentiveKind if kind != IncentiveKind.NONE],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The incentives the decision may offer; none ticked = all of them. No offer is always possible.",
+    )
+
+    class Meta:
+        model = OfferSettings
+        fields = [
+            "merchant",
+            "enabled",
+            "daily_budget",
+            "max_offers_per_customer",
+            "frequency_window_days",
+            "exploration_share",
+            "allowed_kinds",
+            "shipping_cost",
+            "points_bonus",
+            "point_value",
+            "default_margin_rate",
+            "offer_valid_hours",
+        ]
+        help_texts = {
+            "daily_budget": "Face cost of the offers issued per day (the shop's time zone): never exceeded.",
+            "exploration_share": "Share of decisions drawn at random (0..1): the data the uplift model learns from.",
+            "default_margin_rate": "Margin rate (0..1) assumed for a cart line whose product has no cost.",
+        }
+
+    def clean_exploration_share(self) -> float:
+        share = self.cleaned_data["exploration_share"]
+        if not 0 <= share <= 1:
+            raise forms.ValidationError("A share between 0 and 1.")
+        return share
+
+    def clean_default_margin_rate(self) -> float:
+        rate = self.cleaned_data["default_margin_rate"]
+        if not 0 <= rate <= 1:
+            raise forms.ValidationError("A rate between 0 and 1.")
+        return rate
+
+    def clean_allowed_kinds(self) -> list[str]:
+        kinds = list(self.cleaned_data.get("allowed_kinds") or [])
+        unknown = [kind for kind in kinds if kind not in IncentiveKind.values or kind == IncentiveKind.NONE]
+        if unknown:
+            raise forms.ValidationError(f"Not an incentive: {', '.join(unknown)}.")
+        return kinds
+
+
+@admin.register(OfferSettings)
+class OfferSettingsAdmin(MerchantScopedAdmin):
+    form = OfferSettingsForm
+    list_display = ["__str__", "enabled", "daily_budget", "max_offers_per_customer", "exploration_share", "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: OfferSettings, form, change: bool) -> None:
+        if not is_platform_admin_request(request):
+            obj.merchant = merchant_for_request(request)
+        offer_settings_save(settings=obj, actor=request.user)
+
+
+class _RedeemedFilter(admin.SimpleListFilter):
+    title = "redeemed"
+    parameter_name = "redeemed"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("yes", "Redeemed"), ("no", "Not redeemed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(redeemed_order__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(redeemed_order__isnull=True)
+        return queryset
+
+
+@admin.register(OfferDecision)
+class OfferDecisionAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
+    list_display = ["decided_at", "cart_id", "customer", "channel", "kind", "reason", "cost", "code", "redeemed_at"]
+    list_filter = ["kind", "reason", _RedeemedFilter, "channel", "randomized"]
+    search_fields = ["code", "cart_id", "customer__external_id"]
+    date_hierarchy = "decided_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("customer", "merchant")
+
+
+# --- funnel: the incentive uplift model (written by the nightly training) -----------------------------------
+
+
+@admin.register(UpliftModel)
+class UpliftModelAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
+    list_display = ["__str__", "method", "status", "started_at", "finished_at", "decisions", "progress"]
+    list_filter = ["status", "method"]
+    exclude = ["artifact"]
+
+
+# --- funnel: abandoned-cart recovery ------------------------------------------------------------------------
+
+
+class RecoverySettingsForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        assume_scheme="https",
+        required=False,
+        help_text="Due messages are POSTed here (https), signed with the secret; empty: pull them from the API.",
+    )
+
+    class Meta:
+        model = RecoverySettings
+        fields = [
+            "merchant",
+            "enabled",
+            "abandoned_after_minutes",
+            "delays_minutes",
+            "include_recommendations",
+            "include_offer",
+            "webhook_url",
+            "webhook_secret",
+        ]
+        help_texts = {
+            "abandoned_after_minutes": "A cart is abandoned once its session is idle this long without an order.",
+            "delays_minutes": "Minutes after abandonment of each message, e.g. [60, 1440]: 1 to 5 increasing "
+            "values from 15 minutes to 14 days (20160). Empty: [60, 1440].",
+            "include_offer": "Ask the offer decision for an incentive in the last message.",
+            "webhook_secret": "Signs each webhook body: X-Revopt-Signature = sha256=HMAC-SHA256(secret, body).",
+        }
+
+    def clean_delays_minutes(self) -> list[int]:
+        delays = self.cleaned_data.get("delays_minutes") or []
+        if delays == []:
+            return []
+        problem = recovery_delays_problem(delays)
+        if problem is not None:
+            raise forms.ValidationError(problem)
+        return delays
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        url = cleaned.get("webhook_url") or ""
+        if url and not url.startswith("https://"):
+            self.add_error("webhook_url", "Use an https:// address: the messages carry customers' e-mails.")
+        if url and not (cleaned.get("webhook_secret") or "").strip():
+            self.add_error("webhook_secret", "A secret is needed to sign the webhook.")
+        return cleaned
+
+
+@admin.register(RecoverySettings)
+class RecoverySettingsAdmin(MerchantScopedAdmin):
+    form = RecoverySettingsForm
+    list_display = ["__str__", "enabled", "abandoned_after_minutes", "delays_minutes", "include_offer", "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: RecoverySettings, form, change: bool) -> None:
+        if not is_platform_admin_request(request):
+            obj.merchant = merchant_for_request(request)
+        recovery_settings_save(settings=obj, actor=request.user)
+
+
+@admin.register(RecoveryMessage)
+class RecoveryMessageAdmin(ReadOnlyAdminMixin, MerchantScopedAdmin):
+    """Written by the recovery services: scheduled, sent, cancelled or failed; only shown here (erased customers'
+    messages left out)."""
+
+    list_display = ["__str__", "customer", "step", "scheduled_at", "status", "sent_at", "cancelled_reason"]
+    list_filter = ["status", "step"]
+    search_fields = ["cart_id", "customer__external_id"]
+    date_hierarchy = "scheduled_at"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request).filter(customer__erased_at__isnull=True)
+        return queryset.select_related("customer", "merchant")

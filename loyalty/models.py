@@ -476,7 +476,7 @@ class RecoverySettings(MerchantOwned):
     enabled = models.BooleanField(default=True)
     # A cart counts as abandoned once the session has been idle this long without an order.
     abandoned_after_minutes = models.PositiveIntegerField(default=30, validators=[MinValueValidator(5)])
-    # Delays of the messages after abandonment, in minutes (default 1 h and 24 h); empty = no messages.
+    # Delays of the messages after abandonment, in minutes; empty = the default, 1 h and 24 h.
     delays_minutes = models.JSONField(default=list, blank=True)
     include_recommendations = models.BooleanField(default=True)
     # Ask the offer decision (channel "recovery") for an incentive in the last message.

@@ -137,3 +137,114 @@ def churn_refresh_all() -> int:
     for merchant_id in merchant_ids:
         churn_refresh_task.delay(merchant_id)
     return len(merchant_ids)
+
+
+# --- incentive uplift ---------------------------------------------------------------------------------------
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def uplift_model_train_task(self, merchant_id: int) -> int | None:
+    """Nightly: retrain the incentive uplift model on the randomized offer decisions whose outcome is known.
+    Too little randomized data, or a training still under way, is logged: the previous model keeps serving."""
+    from .services.uplift import UpliftRunRunning, uplift_model_train
+
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    try:
+        run = uplift_model_train(merchant=merchant)
+    except (InsufficientHistory, UpliftRunRunning) as error:
+        logger.info("uplift model of %s not trained: %s", merchant.slug, error)
+        return None
+    logger.info("uplift model run %s of %s: %s decisions", run.pk, merchant.slug, run.decisions)
+    return run.pk
+
+
+@shared_task
+def uplift_model_train_all() -> int:
+    """Nightly (beat): one uplift training task per active merchant with randomized offer decisions."""
+    from .models import OfferDecision
+
+    merchant_ids = list(
+        Merchant.objects.filter(
+            is_active=True, pk__in=OfferDecision.objects.filter(randomized=True).values("merchant_id")
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        uplift_model_train_task.delay(merchant_id)
+    return len(merchant_ids)
+
+
+# --- abandoned-cart recovery ------------------------------------------------------------------------------
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def abandoned_carts_enqueue_task(self, merchant_id: int) -> int | None:
+    from .services.recovery import abandoned_carts_enqueue
+
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    created = abandoned_carts_enqueue(merchant=merchant)
+    if created:
+        logger.info("recovery of %s: %s messages scheduled", merchant.slug, created)
+    return created
+
+
+@shared_task
+def abandoned_carts_enqueue_all() -> int:
+    """Every 10 minutes (beat): schedule follow-ups for the shops with carts in the last 48 h and recovery on."""
+    from django.db.models import Exists, OuterRef
+    from django.utils import timezone
+
+    from events.models import Event
+
+    from .models import RecoverySettings
+    from .services.recovery import CART_MAX_AGE, PRODUCT_ADDED
+
+    since = timezone.now() - CART_MAX_AGE
+    merchant_ids = list(
+        Merchant.objects.filter(is_active=True)
+        .filter(Exists(Event.objects.filter(merchant_id=OuterRef("pk"), name=PRODUCT_ADDED, timestamp__gte=since)))
+        .exclude(pk__in=RecoverySettings.objects.filter(enabled=False).values("merchant_id"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        abandoned_carts_enqueue_task.delay(merchant_id)
+    return len(merchant_ids)
+
+
+@shared_task(bind=True, autoretry_for=(OperationalError,), max_retries=2, retry_backoff=True)
+def recovery_dispatch_task(self, merchant_id: int) -> dict | None:
+    from .services.recovery import recovery_dispatch
+
+    merchant = _active_merchant(merchant_id)
+    if merchant is None:
+        return None
+    result = recovery_dispatch(merchant=merchant)
+    logger.info("recovery webhook of %s: %s", merchant.slug, result)
+    return {"sent": result.sent, "retrying": result.retrying, "failed": result.failed, "cancelled": result.cancelled}
+
+
+@shared_task
+def recovery_dispatch_all() -> int:
+    """Every 5 minutes (beat): POST the due messages of the shops that receive them by webhook."""
+    from django.utils import timezone
+
+    from .models import RecoveryMessage, RecoverySettings, RecoveryStatus
+
+    due = RecoveryMessage.objects.filter(status=RecoveryStatus.PENDING, scheduled_at__lte=timezone.now())
+    merchant_ids = list(
+        RecoverySettings.objects.filter(
+            enabled=True, merchant__is_active=True, merchant_id__in=due.values("merchant_id")
+        )
+        .exclude(webhook_url="")
+        .order_by("merchant_id")
+        .values_list("merchant_id", flat=True)
+    )
+    for merchant_id in merchant_ids:
+        recovery_dispatch_task.delay(merchant_id)
+    return len(merchant_ids)
