@@ -1,4 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "funnel"
-urlpatterns: list = []
+urlpatterns: list = [
+    path("", views.funnel_overview, name="index"),
+]

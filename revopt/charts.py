@@ -1038,6 +1038,7 @@ def reliability_chart(
     height: int = 240,
     chart_id: str | None = None,
     empty_message: str = "No data yet",
+    unit: str = "customers",
 ) -> str:
     """A reliability diagram: per (predicted, observed, n) group a point, both axes 0 to 1, with the
     diagonal of perfect calibration dashed. A point's radius grows with its group's size."""
@@ -1069,7 +1070,7 @@ def reliability_chart(
             f'<circle class="point reliability-point" cx="{predicted * 100:.3f}%" cy="{scale.y(observed):.1f}" '
             f'r="{radius:.1f}" fill="#4f46e5" fill-opacity="0.75" stroke="#ffffff" data-predicted="{predicted:g}" '
             f'data-observed="{observed:g}" data-n="{n}"><title>predicted {predicted:.0%}, observed {observed:.0%} '
-            f"({n:,} customers)</title></circle>"
+            f"({n:,} {escape(unit)})</title></circle>"
         )
     parts.append("</g>")
     parts.append('<g class="chart-x-axis">')
@@ -1080,5 +1081,214 @@ def reliability_chart(
             f'text-anchor="{anchor}" fill="#64748b">{tick:.0%}</text>'
         )
     parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- sparklines -------------------------------------------------------------------------------
+
+
+def sparkline(
+    values: Sequence[Number | None],
+    *,
+    title: str,
+    height: int = 36,
+    value_format: ValueFormat = _default_format,
+    chart_id: str | None = None,
+) -> str:
+    """A tiny trend line for a KPI card, without axes; it stretches to its box. A None (a bucket with nothing
+    to measure) leaves a gap; fewer than two values draw nothing but the accessible title."""
+    chart_id = _chart_id(title, chart_id)
+    numbers = [None if value is None else float(value) for value in values]
+    for number in numbers:
+        if number is not None and not math.isfinite(number):
+            raise ValueError(f"sparkline values must be finite, got {number!r}")
+    present = [number for number in numbers if number is not None]
+    description = (
+        f"{len(present)} points; latest {_format(present[-1], value_format)}, "
+        f"lowest {_format(min(present), value_format)}, highest {_format(max(present), value_format)}."
+        if present
+        else "No data yet."
+    )
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-sparkline" id="{_attr(chart_id)}" '
+        f'width="100%" height="{height}" viewBox="0 0 100 {height}" preserveAspectRatio="none" role="img" '
+        f'aria-labelledby="{_attr(chart_id)}-title {_attr(chart_id)}-desc">',
+        f'<title id="{_attr(chart_id)}-title">{escape(title)}</title>',
+        f'<desc id="{_attr(chart_id)}-desc">{escape(description)}</desc>',
+    ]
+    if len(present) >= 2:
+        low, high = min(present), max(present)
+        spread = high - low or 1.0
+        pad = 3.0
+        step = 100 / (len(numbers) - 1)
+
+        def y(number: float) -> float:
+            return height - pad - (number - low) / spread * (height - 2 * pad)
+
+        path, pen_down = [], False
+        for index, number in enumerate(numbers):
+            if number is None:
+                pen_down = False
+                continue
+            path.append(f"{'L' if pen_down else 'M'}{index * step:.3f},{y(number):.1f}")
+            pen_down = True
+        parts.append(
+            f'<path class="sparkline-line" d="{" ".join(path)}" fill="none" stroke="#4f46e5" stroke-width="1.75" '
+            f'stroke-linejoin="round" stroke-linecap="round" vector-effect="non-scaling-stroke" '
+            f'data-last="{present[-1]:g}"/>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- funnel charts ----------------------------------------------------------------------------
+# A funnel of steps (rows stacked downwards, bars as a share of the first step, the drop-off between
+# steps spelled out) and lines of several series over the same days, with gaps where a day has no value.
+
+_FUNNEL_ROW = 66
+_FUNNEL_LABEL_Y = 14
+_FUNNEL_BAR_Y = 22
+_FUNNEL_BAR_HEIGHT = 24
+_FUNNEL_DROP_Y = 60
+
+
+def funnel_chart(
+    steps: Series,
+    *,
+    title: str,
+    width: int | str = "100%",
+    value_format: ValueFormat = _default_format,
+    base_noun: str = "sessions",
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """One bar per (step, count), as wide as its share of the first step, with the count and share above it and
+    the number lost before the next step ("↓ 3 dropped, 30%") below it."""
+    chart_id = _chart_id(title, chart_id)
+    points = _clean(steps)
+    if any(value < 0 for _, value in points):
+        raise ValueError("funnel counts must be non-negative")
+    height = 4 + _FUNNEL_ROW * max(len(points) - 1, 0) + _FUNNEL_BAR_Y + _FUNNEL_BAR_HEIGHT + 4
+    if not points or points[0][1] <= 0:
+        return _empty_chart(
+            kind="funnel", title=title, width=width, height=max(height, 120), chart_id=chart_id, message=empty_message
+        )
+    first = points[0][1]
+    description = "; ".join(
+        f"{label}: {_format(value, value_format)} ({value / first:.0%} of {base_noun})" for label, value in points
+    )
+    parts = _open_svg(
+        kind="funnel", title=title, description=description + ".", width=width, height=height, chart_id=chart_id
+    )
+    parts.append('<g class="funnel-steps">')
+    for index, (label, value) in enumerate(points):
+        top = 4 + _FUNNEL_ROW * index
+        share = value / first
+        figure = _format(value, value_format) if index == 0 else f"{_format(value, value_format)} · {share:.1%}"
+        parts.append(
+            f'<g class="funnel-step" data-step="{_attr(label)}" data-value="{value:g}" data-share="{share:.6g}">'
+        )
+        parts.append(
+            f'<text class="funnel-label" x="0" y="{top + _FUNNEL_LABEL_Y}" fill="#334155">{escape(label)}</text>'
+        )
+        parts.append(
+            f'<text class="funnel-value" x="100%" y="{top + _FUNNEL_LABEL_Y}" text-anchor="end" '
+            f'fill="#0f172a">{escape(figure)}</text>'
+        )
+        parts.append(
+            f'<rect class="funnel-track" x="0" y="{top + _FUNNEL_BAR_Y}" width="100%" height="{_FUNNEL_BAR_HEIGHT}" '
+            f'rx="4" fill="#f1f5f9"/>'
+        )
+        parts.append(
+            f'<rect class="bar funnel-bar" x="0" y="{top + _FUNNEL_BAR_Y}" width="{max(share * 100, 0.4):.3f}%" '
+            f'height="{_FUNNEL_BAR_HEIGHT}" rx="4" fill="#4f46e5" fill-opacity="{1 - 0.12 * min(index, 5):.2f}">'
+            f"<title>{escape(label)}: {escape(_format(value, value_format))} ({share:.1%} of {escape(base_noun)})"
+            f"</title></rect>"
+        )
+        if index + 1 < len(points):
+            lost = value - points[index + 1][1]
+            lost_share = lost / value if value else 0.0
+            parts.append(
+                f'<text class="funnel-drop" x="8" y="{top + _FUNNEL_DROP_Y}" fill="#b91c1c" data-drop="{lost:g}">'
+                f"↓ {escape(_format(lost, value_format))} dropped ({lost_share:.0%})</text>"
+            )
+        parts.append("</g>")
+    parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def multi_line_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[Number | None]]],
+    *,
+    title: str,
+    width: int | str = "100%",
+    height: int = 240,
+    value_format: ValueFormat = _default_format,
+    chart_id: str | None = None,
+    empty_message: str = "No data yet",
+) -> str:
+    """Several lines over the same x labels (e.g. each step's conversion per day); None leaves a gap. Series are
+    coloured like share_chart's (.chart-series-N), so a legend in HTML can match them."""
+    chart_id = _chart_id(title, chart_id)
+    labels = [str(label) for label in labels]
+    cleaned: list[tuple[str, list[float | None]]] = []
+    for name, values in series:
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r} has {len(values)} values for {len(labels)} labels")
+        numbers = [None if value is None else float(value) for value in values]
+        if any(number is not None and not math.isfinite(number) for number in numbers):
+            raise ValueError(f"chart values must be finite, got {values!r} for {name!r}")
+        cleaned.append((str(name), numbers))
+    present = [number for _, numbers in cleaned for number in numbers if number is not None]
+    if not labels or not present:
+        return _empty_chart(
+            kind="multi-line", title=title, width=width, height=height, chart_id=chart_id, message=empty_message
+        )
+    scale = _scale(present, top=_MARGIN_TOP, bottom=height - _MARGIN_BOTTOM)
+    latest = "; ".join(
+        f"{name} {_format(next(n for n in reversed(numbers) if n is not None), value_format)}"
+        for name, numbers in cleaned
+        if any(n is not None for n in numbers)
+    )
+    description = f"{len(cleaned)} series over {len(labels)} points from {labels[0]} to {labels[-1]}; latest: {latest}."
+    parts = _open_svg(
+        kind="multi-line", title=title, description=description, width=width, height=height, chart_id=chart_id
+    )
+    parts += _y_labels(scale, value_format)
+    parts += _gridlines(scale)
+    _, xs = _slot_centres(len(labels))
+    parts.append(f'<svg viewBox="0 0 100 {height}" preserveAspectRatio="none" width="100%" height="{height}">')
+    for index, (name, numbers) in enumerate(cleaned):
+        colour = _SERIES_COLOURS[(index + 1) % len(_SERIES_COLOURS)]
+        commands, pen_down = [], False
+        for x, number in zip(xs, numbers, strict=True):
+            if number is None:
+                pen_down = False
+                continue
+            commands.append(f"{'L' if pen_down else 'M'}{x:.3f},{scale.y(number):.1f}")
+            pen_down = True
+        parts.append(
+            f'<path class="series-line series-line-{(index + 1) % len(_SERIES_COLOURS)}" '
+            f'd="{" ".join(commands)}" fill="none" stroke="{colour}" stroke-width="2" stroke-linejoin="round" '
+            f'stroke-linecap="round" vector-effect="non-scaling-stroke" data-series="{_attr(name)}"/>'
+        )
+    parts.append("</svg>")
+    parts.append('<g class="chart-points">')
+    for index, (name, numbers) in enumerate(cleaned):
+        colour = _SERIES_COLOURS[(index + 1) % len(_SERIES_COLOURS)]
+        for label, x, number in zip(labels, xs, numbers, strict=True):
+            if number is None:
+                continue
+            parts.append(
+                f'<circle class="series-point" cx="{x:.3f}%" cy="{scale.y(number):.1f}" r="2.5" fill="#ffffff" '
+                f'stroke="{colour}" stroke-width="2" data-series="{_attr(name)}" data-label="{_attr(label)}" '
+                f'data-value="{number:g}"><title>{escape(label)} · {escape(name)}: '
+                f"{escape(_format(number, value_format))}</title></circle>"
+            )
+    parts.append("</g>")
+    parts += _x_labels(labels, xs, y=height - _MARGIN_BOTTOM + 18)
     parts.append("</svg>")
     return "".join(parts)
