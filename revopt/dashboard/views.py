@@ -4,6 +4,7 @@ from django.shortcuts import render
 
 from revopt.tenancy.models import Merchant
 
+from .revenue import PERIOD_CHOICES, period_days_from, revenue_page_cached
 from .selectors import dashboard_access_for, merchant_overview
 
 
@@ -17,9 +18,22 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "dashboard/no_access.html", status=403)
     if access.merchant is None:
         return render(request, "dashboard/choose_merchant.html", {"access": access})
+    merchant_query = f"?merchant={access.merchant.slug}" if access.is_platform_admin else ""
+    # An unknown ?period= shows the default period rather than an error: the home page always opens.
+    period_days = period_days_from(request.GET.get("period"))
+    revenue = revenue_page_cached(merchant=access.merchant, period_days=period_days, merchant_query=merchant_query)
     overview = merchant_overview(merchant=access.merchant)
     return render(
         request,
         "dashboard/home.html",
-        {"access": access, "merchant": access.merchant, "overview": overview, "kpis": overview.kpis},
+        {
+            "access": access,
+            "merchant": access.merchant,
+            "revenue": revenue,
+            "overview": overview,
+            "kpis": overview.kpis,
+            "period_choices": PERIOD_CHOICES,
+            "merchant_query": merchant_query,
+            "merchant_param": f"&merchant={access.merchant.slug}" if access.is_platform_admin else "",
+        },
     )

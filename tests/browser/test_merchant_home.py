@@ -12,12 +12,21 @@ import pytest
 from django.utils import timezone
 
 from events.models import Event, Order, OrderLine, Session
+from experiments.models import ExperimentStatus, Surface
+from loyalty.models import InsightKind
 from revopt.simulator.models import SimulationRun
 from revopt.tenancy.models import Role
 from revopt.tenancy.services import merchant_create, staff_member_create
 from tests.browser.chromium import BROWSER_TEST, PASSWORD, SCREENSHOTS
 from tests.factories.catalog import CategoryFactory, ProductFactory
 from tests.factories.events import CustomerFactory, DataQualityReportFactory
+from tests.factories.experiments import (
+    AnalysisSnapshotFactory,
+    experiment_analysis,
+    experiment_with_variants,
+    metric_result,
+)
+from tests.factories.loyalty import InsightRunFactory
 
 pytestmark = BROWSER_TEST
 
@@ -102,7 +111,13 @@ def _seed_shop(merchant) -> dict[str, int]:
             total=product.price,
         )
         OrderLine.objects.create(
-            merchant=merchant, order=order, product=product, sku=product.sku, quantity=1, unit_price=product.price
+            merchant=merchant,
+            order=order,
+            product=product,
+            sku=product.sku,
+            quantity=1,
+            unit_price=product.price,
+            unit_cost=(product.price * Decimal("0.55")).quantize(Decimal("0.01")),
         )
     DataQualityReportFactory(
         merchant=merchant,
@@ -118,6 +133,22 @@ def _seed_shop(merchant) -> dict[str, int]:
         status=SimulationRun.Status.COMPLETED,
         finished_at=now,
         stats={"sessions": sessions_total, "orders": len(orders), "conversion_rate": len(orders) / sessions_total},
+    )
+    for weeks_ago, mean in ((8, 212.0), (4, 226.5), (0, 241.0)):
+        InsightRunFactory(
+            merchant=merchant,
+            kind=InsightKind.LIFETIME_VALUE,
+            as_of=now - timedelta(weeks=weeks_ago),
+            summary={"clv_12m_mean": mean},
+        )
+    experiment = experiment_with_variants(
+        merchant=merchant, surface=Surface.PRICING, status=ExperimentStatus.RUNNING, name="Charm prices"
+    )
+    AnalysisSnapshotFactory(
+        experiment=experiment,
+        analysis=experiment_analysis(
+            experiment, metrics=[metric_result(relative_lift=0.046, half_width=0.021, significant=True)]
+        ).as_dict(),
     )
     return {"events": len(events), "orders": len(orders)}
 
@@ -153,7 +184,20 @@ def test_manager_logs_in_and_sees_the_events_chart(live_server, shop, browser):
     assert chart.is_visible()
     assert chart.locator("rect.bar").count() == 30
     assert page.locator('[data-kpi="events-period"]').inner_text() == f"{expected['events']:,}"
-    assert page.locator('[data-kpi="orders-period"]').inner_text() == f"{expected['orders']:,}"
+    assert page.locator('[data-total="orders"]').inner_text() == f"{expected['orders']:,}"
+    # the revenue page: RPAU as the hero chart, a point for each of the 5 weeks with traffic (of the
+    # default 90 days), and each feature's measured lift
+    rpau_chart = page.locator("svg#rpau-over-time")
+    assert rpau_chart.is_visible()
+    assert rpau_chart.locator("circle.point").count() == 5
+    assert page.locator('[data-kpi="rpau"]').inner_text().startswith("$")
+    assert page.locator('[data-kpi-card="margin_per_active_user"]').is_visible()
+    lift = page.locator('[data-section="feature-lift"]')
+    assert lift.locator('svg#feature-lift g.interval[data-row="pricing"]').count() == 1
+    assert "+4.6%" in lift.locator('[data-lift="pricing"]').inner_text()
+    assert "Not measured yet" in lift.locator('[data-lift="offers"]').inner_text()
+    page.locator('[data-section="rpau"]').screenshot(path=str(SCREENSHOTS / "revenue_rpau_chart.png"))
+    lift.screenshot(path=str(SCREENSHOTS / "revenue_feature_lift.png"))
     assert "Demo Outdoor Co." in page.locator("header.topbar").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "merchant_home.png"), full_page=True)
 
@@ -161,7 +205,8 @@ def test_manager_logs_in_and_sees_the_events_chart(live_server, shop, browser):
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.locator("svg#events-per-day").is_visible()
     page.screenshot(path=str(SCREENSHOTS / "merchant_home_mobile.png"), full_page=True)
-    page.locator("section.chart-card").first.screenshot(path=str(SCREENSHOTS / "events_chart_mobile.png"))
+    assert page.locator("svg#rpau-over-time").is_visible()
+    page.locator("section#events-card").screenshot(path=str(SCREENSHOTS / "events_chart_mobile.png"))
 
     # and the admin carries the revopt branding with a way back home
     page.set_viewport_size({"width": 1366, "height": 900})

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from revopt import charts
 from revopt.charts import bar_chart, line_chart, nice_step
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -178,3 +179,28 @@ def test_chart_ids_are_stable_and_safe():
 
     # then
     assert re.search(r'id="chart-events-per-day"', svg)
+
+
+def test_sparkline_draws_one_path_with_a_gap_for_missing_buckets():
+    # when
+    svg = charts.sparkline([1, 3, None, 2, 4], title="RPAU trend", chart_id="spark-rpau")
+
+    # then: two runs (before and after the gap), the last value on the path, scaled to the box
+    path = re.search(r'<path class="sparkline-line" d="([^"]+)"[^>]*data-last="([^"]+)"', svg)
+    assert path and path.group(2) == "4"
+    commands = path.group(1).split()
+    assert [command[0] for command in commands] == ["M", "L", "M", "L"]
+    assert commands[0] == "M0.000,33.0" and commands[-1] == "L100.000,3.0"
+    assert 'id="spark-rpau"' in svg and 'role="img"' in svg
+    assert "latest 4, lowest 1, highest 4" in svg
+
+
+def test_sparkline_with_too_few_points_draws_no_line_and_escapes_its_title():
+    # when
+    svg = charts.sparkline([None, 5], title="<b>Conversion</b> trend")
+
+    # then
+    assert "sparkline-line" not in svg
+    assert "&lt;b&gt;Conversion&lt;/b&gt; trend" in svg
+    with pytest.raises(ValueError, match="finite"):
+        charts.sparkline([1.0, float("nan")], title="bad")

@@ -8,9 +8,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from experiments.models import ExperimentStatus, Surface
 from revopt.simulator.models import SimulationRun
 from tests.factories.catalog import ProductFactory
 from tests.factories.events import DataQualityReportFactory, EventFactory, OrderFactory, SessionFactory
+from tests.factories.experiments import AnalysisSnapshotFactory, experiment_with_variants
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +22,12 @@ HOME = reverse("dashboard:home")
 def _kpi(html: str, name: str) -> str:
     match = re.search(rf'data-kpi="{name}">([^<]*)<', html)
     assert match, f"KPI {name} not on the page"
+    return match.group(1).strip()
+
+
+def _total(html: str, name: str) -> str:
+    match = re.search(rf'data-total="{name}">([^<]*)<', html)
+    assert match, f"total {name} not on the page"
     return match.group(1).strip()
 
 
@@ -56,7 +64,7 @@ def test_manager_sees_only_their_merchants_numbers(merchant, other_merchant, man
     assert merchant.name in html
     assert _kpi(html, "events-period") == "4"
     assert _kpi(html, "products") == "1"
-    assert _kpi(html, "revenue-period") == "$120.00"
+    assert _total(html, "revenue") == "$120.00"
     assert "Trail Tent" in html
     assert "Secret Rival Kayak" not in html
     assert other_merchant.name not in html
@@ -152,7 +160,9 @@ def test_empty_shop_gets_a_getting_started_card_and_says_its_charts_are_empty(me
     assert "Your shop has no data yet" in html
     assert "No events in these 30 days" in html
     assert '<rect class="bar"' not in html
-    assert _kpi(html, "conversion-period") == "—"
+    assert _kpi(html, "conversion") == "—"
+    assert _kpi(html, "rpau") == "—"
+    assert "No active users in this period yet" in html
 
 
 def test_data_quality_and_simulation_cards(merchant, manager_client):
@@ -189,8 +199,8 @@ def test_home_page_query_count_is_fixed(merchant, manager_client, django_assert_
     for index in range(10):
         _shop(merchant, product_title=f"Product {index}", events=3, order_total="20.00")
 
-    # when / then: session + user + membership + the overview's 12 reads
-    with django_assert_max_num_queries(15):
+    # when / then: session + user + membership + the revenue page's 12 reads + the activity overview's 12
+    with django_assert_max_num_queries(27):
         response = manager_client.get(HOME)
     assert response.status_code == 200
 
@@ -212,3 +222,78 @@ def test_login_page_renders_the_styled_form():
     # then
     assert 'name="username"' in html and 'name="password"' in html
     assert "revopt/app.css" in html
+
+
+@pytest.mark.parametrize(
+    ("period", "shown"), [("30", "30"), ("180", "180"), ("banana", "90"), ("45", "90"), ("", "90")]
+)
+def test_period_parameter_picks_the_period_and_a_bad_one_shows_the_default(manager_client, period, shown):
+    # when
+    response = manager_client.get(HOME, {"period": period})
+
+    # then: a bad value is not an error, the home page opens on the default 90 days
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'data-period="{shown}"' in html
+    assert f"Last {shown} days" in html
+    assert re.search(rf'class="segment is-active" href="\?period={shown}"', html)
+
+
+def test_rpau_chart_kpi_cards_and_unmeasured_features_render(merchant, manager_client):
+    # given
+    _shop(merchant, product_title="Trail Tent", events=3, order_total="120.00")
+
+    # when
+    html = manager_client.get(HOME, {"period": "30"}).content.decode()
+
+    # then
+    chart = re.search(r'<svg[^>]*id="rpau-over-time".*?</section>', html, re.S)
+    assert chart and 'role="img"' in chart.group(0)
+    # One point: the one day with active users ($120 from the session's and the order's customers).
+    assert re.findall(r'<circle class="point"[^>]*data-value="([^"]+)"', chart.group(0)) == ["60"]
+    for key in ("rpau", "conversion", "aov", "abandonment", "repeat_rate", "clv"):
+        assert f'data-kpi-card="{key}"' in html
+        assert f'id="spark-{key}"' in html
+    assert 'data-section="feature-lift"' in html
+    assert html.count("Not measured yet") == 3
+    assert f'href="{reverse("experiments:plan")}"' in html
+    for link in ("/funnel/", reverse("pricing:index"), reverse("loyalty:index"), reverse("experiments:list")):
+        assert f'href="{link}' in html
+
+
+def test_measured_feature_links_to_its_results_and_other_shops_experiments_stay_hidden(
+    merchant, other_merchant, manager_client
+):
+    # given
+    ours = experiment_with_variants(merchant=merchant, surface=Surface.PRICING, status=ExperimentStatus.RUNNING)
+    AnalysisSnapshotFactory(experiment=ours)
+    theirs = experiment_with_variants(
+        merchant=other_merchant, surface=Surface.OFFERS, status=ExperimentStatus.RUNNING, name="Rival secret offer"
+    )
+    AnalysisSnapshotFactory(experiment=theirs)
+
+    # when
+    html = manager_client.get(HOME).content.decode()
+
+    # then
+    lift_chart = re.search(r'<svg[^>]*id="feature-lift".*?</svg>', html, re.S)
+    assert lift_chart
+    assert re.findall(r'data-row="([^"]+)"', lift_chart.group(0)) == ["pricing"]
+    assert f'href="{reverse("experiments:results", args=[ours.key])}"' in html
+    assert "+4.2%" in html
+    assert "Rival secret offer" not in html
+    assert html.count("Not measured yet") == 2
+
+
+def test_platform_admin_links_keep_the_chosen_merchant(merchant, platform_admin_client):
+    # given
+    experiment = experiment_with_variants(merchant=merchant, surface=Surface.OFFERS, status=ExperimentStatus.STOPPED)
+    AnalysisSnapshotFactory(experiment=experiment)
+
+    # when
+    html = platform_admin_client.get(HOME, {"merchant": merchant.slug, "period": "180"}).content.decode()
+
+    # then
+    assert f'href="?period=30&amp;merchant={merchant.slug}"' in html
+    assert f'href="{reverse("experiments:results", args=[experiment.key])}?merchant={merchant.slug}"' in html
+    assert 'data-period="180"' in html

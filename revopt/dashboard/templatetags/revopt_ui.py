@@ -1,5 +1,6 @@
 """Template helpers for merchant screens: inline SVG charts and number formatting."""
 
+import math
 from collections.abc import Callable, Iterable
 from datetime import date
 from decimal import Decimal
@@ -100,3 +101,96 @@ def stat(value: object) -> str:
     if abs(value) < 1:
         return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
     return f"{value:,.2f}"
+
+
+# --- the revenue page -------------------------------------------------------------------------
+
+
+def _kpi_format(value_kind: str, currency: str) -> Callable[[float], str]:
+    if value_kind == "rate":
+        return lambda value: f"{value * 100:.1f}%"
+    return _value_format(value_kind, currency)
+
+
+@register.filter
+def kpi_value(value: float | None, arg: str) -> str:
+    """A KPI as a merchant reads it: `{{ card.current|kpi_value:"money,USD" }}` or `"rate"`."""
+    value_kind, _, currency = arg.partition(",")
+    if value is None:
+        return "—"
+    if value_kind == "rate":
+        return percent(value)
+    return _money_text(value, currency or "USD")
+
+
+@register.simple_tag
+def kpi_chart(
+    card: object,
+    *,
+    currency: str = "USD",
+    kind: str = "line",
+    chart_id: str | None = None,
+    height: int = 160,
+    title: str | None = None,
+    empty_message: str = "Nothing to measure in this period yet",
+) -> SafeString:
+    """A KPI card's per-bucket series (a revenue.KpiCard) as a line or bar chart."""
+    series = list(card.chart_series)
+    draw = charts.bar_chart if kind == "bar" else charts.line_chart
+    return mark_safe(
+        draw(
+            series,
+            title=title or card.label,
+            height=height,
+            value_format=_kpi_format(card.value_kind, currency),
+            chart_id=chart_id or f"kpi-{card.key}",
+            empty_message=empty_message,
+        )
+    )
+
+
+@register.simple_tag
+def kpi_sparkline(card: object, *, currency: str = "USD") -> SafeString:
+    return mark_safe(
+        charts.sparkline(
+            [value for _, value in card.series],
+            title=f"{card.label} trend",
+            value_format=_kpi_format(card.value_kind, currency),
+            chart_id=f"spark-{card.key}",
+        )
+    )
+
+
+@register.simple_tag
+def lift_chart(lifts: Iterable[object], *, chart_id: str = "feature-lift") -> SafeString:
+    """The measured features' relative lifts (revenue.FeatureLift) as a forest plot."""
+    rows = [
+        charts.IntervalRow(
+            label=f"{lift.label} · {lift.metric_label}",
+            estimate=lift.relative_lift,
+            low=lift.low,
+            high=lift.high,
+            tone=lift.tone,
+            key=lift.surface,
+        )
+        for lift in lifts
+        if lift.measured
+    ]
+    return mark_safe(
+        charts.interval_chart(
+            rows,
+            title="Measured lift of each revopt feature",
+            chart_id=chart_id,
+            empty_message="No feature measured yet: start an experiment",
+        )
+    )
+
+
+@register.filter
+def signed_percent(value: float | None) -> str:
+    """A lift: "+4.2%", "−1.0%", "+∞" for an interval with too little data to close."""
+    if value is None:
+        return "—"
+    if math.isinf(value):
+        return "+∞" if value > 0 else "−∞"
+    return f"{value * 100:+.1f}%"
