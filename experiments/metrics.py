@@ -35,7 +35,9 @@ class UnitValue(StrEnum):
 
     ORDERED = "ordered"  # 1 if the unit placed a completed order, else 0
     REVENUE = "revenue"  # sum of completed orders' totals (winsorized for MEAN metrics)
-    MARGIN = "margin"  # revenue minus the cost of the goods sold (order lines' unit_cost)
+    # Merchandise sold after discounts (subtotal − discount: tax and shipping are passed through) minus the cost
+    # of the goods sold (order lines' unit_cost).
+    MARGIN = "margin"
     ORDERS = "orders"  # number of completed orders
     ITEMS = "items"  # units of product bought
     CARTED = "carted"  # 1 if the unit added a product to a cart
@@ -91,7 +93,7 @@ METRICS: dict[str, MetricDefinition] = {
             higher_is_better=True,
             numerator=UnitValue.MARGIN,
             winsorized=True,
-            description="Revenue minus cost of goods per exposed shopper.",
+            description="Sales after discounts, less tax and shipping, minus cost of goods, per exposed shopper.",
         ),
         MetricDefinition(
             key="aov",

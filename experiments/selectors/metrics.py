@@ -61,7 +61,7 @@ _VALUE_SQL = {
     UnitValue.ORDERED: "CASE WHEN {p}orders > 0 THEN 1 ELSE 0 END",
     UnitValue.BUYER: "CASE WHEN {p}orders > 0 THEN 1 ELSE 0 END",
     UnitValue.REVENUE: "{p}revenue",
-    UnitValue.MARGIN: "{p}revenue - {p}cost",
+    UnitValue.MARGIN: "{p}net_sales - {p}cost",
     UnitValue.ORDERS: "{p}orders",
     UnitValue.ITEMS: "{p}items",
     UnitValue.CARTED: "{p}carted",
@@ -301,7 +301,7 @@ class _SumsQuery:
         if UnitValue.ITEMS in values:
             self.order_columns.append("items")
         if UnitValue.MARGIN in values:
-            self.order_columns.append("cost")
+            self.order_columns += ["net_sales", "cost"]
         self.line_columns = [column for column in ("items", "cost") if column in self.order_columns]
         self.event_columns = []
         if values & _CARTED_VALUES:
@@ -320,6 +320,9 @@ class _SumsQuery:
                 "refunded": "CASE WHEN o.status = %(refunded)s THEN 1 ELSE 0 END",
                 "revenue": "CASE WHEN o.status = %(completed)s THEN CAST(o.total AS DOUBLE PRECISION) ELSE 0 END",
                 "items": "CASE WHEN o.status = %(completed)s THEN COALESCE(SUM(l.quantity), 0) ELSE 0 END",
+                # Merchandise after discounts: tax and shipping are passed through, not margin.
+                "net_sales": "CASE WHEN o.status = %(completed)s "
+                "THEN CAST(o.subtotal - o.discount AS DOUBLE PRECISION) ELSE 0 END",
                 "cost": "CASE WHEN o.status = %(completed)s THEN "
                 "COALESCE(SUM(l.quantity * CAST(COALESCE(l.unit_cost, 0) AS DOUBLE PRECISION)), 0) ELSE 0 END",
             }
@@ -328,7 +331,7 @@ class _SumsQuery:
             if self.line_columns:
                 # Summed back to one row per order.
                 lines = f"LEFT JOIN {_LINE} l ON l.order_id = o.id AND l.merchant_id = %(merchant)s"
-                grouping = "GROUP BY o.id, o.customer_id, o.placed_at, o.status, o.total"
+                grouping = "GROUP BY o.id, o.customer_id, o.placed_at, o.status, o.total, o.subtotal, o.discount"
             parts.append(
                 f"""SELECT o.customer_id, o.placed_at AS at, {selected}
                 FROM {_ORDER} o {lines}

@@ -3,7 +3,7 @@ code at checkout. The merchant always comes from the key; another merchant's cod
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -29,6 +29,8 @@ from ..services.offers import (
 )
 
 MAX_LINES = 200
+# Clocks drift: a storefront a little ahead of revopt is not refused.
+AT_MAX_AHEAD = timedelta(minutes=5)
 
 # --- serializers ---------------------------------------------------------------------------------
 
@@ -61,12 +63,27 @@ class OfferDecideInputSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     channel = serializers.ChoiceField(choices=OfferChannel.choices, required=False, default=OfferChannel.ONSITE)
     lines = OfferCartLinesSerializer(child=OfferCartLineSerializer(), allow_empty=False, max_length=MAX_LINES)
+    at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The cart's moment (ISO 8601 with a time zone), for replays and backfills; defaults to now. "
+        "Budgets, caps, codes' validity and the experiment exposure use it. At most 5 minutes ahead of now.",
+    )
     signals = serializers.DictField(
         child=serializers.JSONField(),
         required=False,
         default=dict,
         help_text="The session's behaviour counted by the storefront: " + ", ".join(SIGNAL_NAMES) + " (numbers ≥ 0).",
     )
+
+    def validate_at(self, at: datetime | None) -> datetime | None:
+        if at is not None and timezone.is_naive(datetime.fromisoformat(str(self.initial_data["at"]))):
+            # As the events API: a moment without a time zone is ambiguous, never guessed.
+            raise serializers.ValidationError("Must include a time zone (e.g. 'Z' or '+00:00').")
+        if at is not None and at > timezone.now() + AT_MAX_AHEAD:
+            raise serializers.ValidationError("Must not be in the future.")
+        return at
 
     def validate_signals(self, signals: dict) -> dict[str, float]:
         errors: dict[str, list[str]] = {}
@@ -267,7 +284,7 @@ class OfferDecideView(MerchantAPIView):
             signals=data["signals"],
             channel=data["channel"],
         )
-        outcome = offer_decide(merchant=self.merchant, request=offer_request)
+        outcome = offer_decide(merchant=self.merchant, request=offer_request, now=data["at"])
         unknown = cart_unknown_skus(merchant=self.merchant, skus=[line.sku for line in offer_request.lines])
         return Response(_decision_body(outcome.decision, unknown_skus=unknown))
 

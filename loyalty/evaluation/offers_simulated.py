@@ -18,9 +18,8 @@ same random draw) and the true expected incremental margin p_k·(margin − cost
 sets what the engine measured beside what the offers really did. Budget and frequency caps are set so they
 never bind (the arms differ only by their policy).
 
-The decide API takes the request's moment from the clock; the simulated shop lives in the past, so the
-transport runs each decide call with Django's clock at the simulated moment of the cart (`at`): exposures,
-codes, budgets and the uplift model's outcome window then follow the simulated days.
+The simulated shop lives in the past: each decide call carries its cart's simulated moment (`at`), so
+exposures, codes, budgets and the uplift model's outcome window follow the simulated days.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from unittest import mock
 
 from django.utils import timezone
 from tqdm import tqdm
@@ -43,7 +41,7 @@ from experiments.results import ExperimentAnalysis, MetricResult
 from experiments.services.analysis import experiment_analyze
 from experiments.services.lifecycle import VariantSpec, experiment_create, experiment_start
 from revopt.simulator.driver import InProcessTransport
-from revopt.simulator.policy import OFFERS_DECIDE_PATH, OfferPolicy
+from revopt.simulator.policy import OfferPolicy
 from revopt.simulator.services import simulation_run
 from revopt.simulator.world import WorldConfig
 from revopt.tenancy.models import Merchant
@@ -280,17 +278,6 @@ def _number(value: object) -> float:
         return math.nan
 
 
-class SimulatedClockTransport(InProcessTransport):
-    """The in-process storefront API, with each decide call run at the simulated moment of its cart."""
-
-    def post(self, path: str, payload: dict) -> dict:
-        if path != OFFERS_DECIDE_PATH or not payload.get("at"):
-            return super().post(path, payload)
-        moment = datetime.fromisoformat(payload["at"])
-        with mock.patch.object(timezone, "now", return_value=moment):
-            return super().post(path, payload)
-
-
 def study_config(*, seed: int, size: FunnelStudySize) -> WorldConfig:
     """A small catalog and a busy cart page (a third of the sessions add to the cart), session signals on."""
     return WorldConfig(
@@ -395,7 +382,7 @@ def offers_simulation_run(
             merchant=merchant,
             config=config,
             policy=policy,
-            transport=SimulatedClockTransport(issued.raw_key),
+            transport=InProcessTransport(issued.raw_key),
             progress=progress,
             on_day_stored=back_office,
         )

@@ -177,6 +177,33 @@ def test_margin_subtracts_the_cost_of_goods_and_is_capped_on_its_own_values(tiny
     assert sums["variant-1"] == SampleSums(n=3, y_sum=165, y_sum_squares=70**2 + 70**2 + 25**2)
 
 
+def test_margin_counts_merchandise_after_discount_not_tax_or_shipping(merchant):
+    # given one exposed unit whose order is 100 of goods, 10 off, 6.95 shipping and 6.30 tax, goods costing 40
+    experiment = experiment_with_variants(merchant=merchant, status=ExperimentStatus.RUNNING, started_at=START)
+    control = experiment.variants.order_by("index").first()
+    customer = CustomerFactory(merchant=merchant)
+    ExposureFactory(variant=control, customer=customer, exposed_at=START + HOUR)
+    order = OrderFactory(
+        merchant=merchant,
+        customer=customer,
+        placed_at=START + DAY,
+        subtotal=Decimal("100.00"),
+        discount=Decimal("10.00"),
+        shipping=Decimal("6.95"),
+        tax=Decimal("6.30"),
+        total=Decimal("103.25"),
+    )
+    OrderLineFactory(order=order, quantity=2, unit_cost=Decimal("20.00"))
+
+    # when
+    margin = metric_sums_by_variant(experiment=experiment, metric="margin_per_user", as_of=AS_OF, with_pre_period=False)
+    revenue = metric_sums_by_variant(experiment=experiment, metric="revenue_per_user", as_of=AS_OF)
+
+    # then: margin 100 − 10 − 40; revenue is what the shopper paid
+    assert margin["control"].y_sum == pytest.approx(50.0)
+    assert revenue["control"].y_sum == pytest.approx(103.25)
+
+
 @pytest.mark.parametrize(
     ("metric", "control", "treatment"),
     [

@@ -95,6 +95,17 @@ def test_decide_with_nothing_to_offer_answers_a_null_incentive(api_client, offer
     assert response.json()["reason"] == "no_model"
 
 
+def test_decide_at_a_past_moment_dates_the_decision_and_its_code(api_client, merchant, offer_settings, uplift):
+    # when
+    response = api_client.post(DECIDE_URL, _body(at="2026-10-01T09:30:00+00:00"), format="json")
+
+    # then
+    assert response.status_code == 200, response.content
+    decision = OfferDecision.objects.get(merchant=merchant)
+    assert decision.decided_at.isoformat() == "2026-10-01T09:30:00+00:00"
+    assert response.json()["incentive"]["expires_at"].startswith("2026-10-02T09:30:00")
+
+
 def test_a_retried_decide_answers_the_same_decision(api_client, merchant, offer_settings, uplift):
     # when
     first = api_client.post(DECIDE_URL, _body(), format="json").json()
@@ -124,6 +135,9 @@ def test_a_retried_decide_answers_the_same_decision(api_client, merchant, offer_
         ({"signals": [1, 2]}, "signals"),
         ({"device": "fridge"}, "device"),
         ({"channel": "carrier-pigeon"}, "channel"),
+        ({"at": "yesterday"}, "at"),
+        ({"at": "2026-11-20T12:00:00"}, "at"),
+        ({"at": "2999-01-01T00:00:00Z"}, "at"),
     ],
 )
 def test_decide_names_the_bad_field(api_client, merchant, offer_settings, uplift, overrides, field):
