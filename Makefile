@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_SESSIONS ?= 20000
 export DJANGO_SETTINGS_MODULE ?= revopt.settings.dev
 
-.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments bench-pricing bench-abandonment lint system-packages
+.PHONY: install demo serve test test-postgres bench bench-recommend bench-experiments bench-pricing bench-abandonment bench-funnel lint system-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,12 @@ system-packages:
 demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_demo
-	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --if-empty
+	$(PY) manage.py simulate --merchant demo --sessions $(DEMO_SESSIONS) --seed 7 --policy offers --session-signals --if-empty
 	-$(PY) manage.py data_quality_report --merchant demo
 	-$(PY) manage.py train_recommenders --merchant demo
 	-$(PY) manage.py pricing_refresh --merchant demo
 	-$(PY) manage.py loyalty_refresh --merchant demo
+	-$(PY) manage.py funnel_refresh --merchant demo
 	@echo ""
 	@echo "revopt demo at http://$(HOST):$(PORT)/  —  log in as demo / $${DEMO_PASSWORD:-revopt-demo} (platform admin: admin). Ctrl-C to stop."
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
@@ -53,6 +54,9 @@ bench-pricing: install
 
 bench-abandonment: install
 	bin/with-services $(PY) bench/abandonment.py
+
+bench-funnel: install
+	bin/with-services $(PY) bench/funnel_screen.py
 
 lint: install
 	$(VENV)/bin/ruff check .

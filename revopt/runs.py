@@ -55,3 +55,13 @@ def run_failed(*, run: models.Model, error: Exception, action: str) -> None:
             target=run,
             detail={"status": run.status, "error": run.error[:500]},
         )
+
+
+def bar_progress(bar) -> Progress:
+    """A Progress that moves a terminal bar (a tqdm of total 100) to the run's share, for management commands."""
+
+    def progress(share: float) -> None:
+        bar.n = round(min(max(share, 0.0), 1.0) * 100)
+        bar.refresh()
+
+    return progress

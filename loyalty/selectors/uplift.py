@@ -5,7 +5,8 @@ Serving runs inside `POST /api/v1/offers/decide`, so it must cost about a millis
 merchant is remembered by this process for a minute, and the unpickled model for as long as the process lives
 (keyed by the run's id, which a new training never reuses). A merchant without a model costs one query a
 minute. A model trained on other features than `events.abandonment.feature_names()` today does not serve, nor
-one whose choices earned less than offering nothing on its held-out decisions (`metrics["beats_no_offer"]`).
+one whose choices earned less than offering nothing on its held-out decisions beyond doubt
+(`metrics["loses_to_no_offer"]`).
 """
 
 from __future__ import annotations
@@ -182,8 +183,8 @@ def _serving_model(*, merchant_id: int) -> IncentiveResponseModel | None:
             .values_list("pk", "metrics")
             .first()
         )
-        # The newest model serves only if its choices beat no offer on its held-out decisions.
-        model_id = newest[0] if newest is not None and (newest[1] or {}).get("beats_no_offer", True) else None
+        # The newest model serves unless its choices clearly lost to no offer on its held-out decisions.
+        model_id = newest[0] if newest is not None and not (newest[1] or {}).get("loses_to_no_offer") else None
         seconds = float(getattr(django_settings, "REVOPT", {}).get("UPLIFT_SERVING_SECONDS", DEFAULT_SERVING_SECONDS))
         if seconds > 0:
             if len(_serving_memo) >= SERVING_MEMO_LIMIT:

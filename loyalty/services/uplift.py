@@ -92,7 +92,7 @@ def uplift_model_train(
             # A model whose choices earned less margin than offering nothing on the held-out decisions does not
             # serve (the decision then offers nothing but its exploration share): picking the best of several
             # noisy uplift estimates overstates the winner, and with few randomized rows that can cost margin.
-            "beats_no_offer": _beats_no_offer(metrics.policy_value),
+            "loses_to_no_offer": _loses_to_no_offer(metrics.policy_value),
             "train_rows": metrics.train_rows,
             "test_rows": metrics.test_rows,
             "feature_names": list(model.feature_names),
@@ -145,9 +145,13 @@ def trainable_kinds(rows: UpliftTrainingRows) -> tuple[list[str], dict[str, int]
     return kinds, left_out
 
 
-def _beats_no_offer(policy_value: dict) -> bool:
-    difference = policy_value.get("model_minus_none", {}).get("value")
-    return difference is not None and difference > 0
+def _loses_to_no_offer(policy_value: dict) -> bool:
+    """True when the model's choices earned less than offering nothing on the held-out decisions beyond doubt
+    (the 95% interval of the difference lies below zero). A point estimate below zero is not enough: on the
+    simulator, held-out policy values of a few thousand decisions had intervals ±4 wide, and a model whose point
+    estimate was −2.4 brought +0.88 of true margin per shopper in the experiment that followed."""
+    high = policy_value.get("model_minus_none", {}).get("high")
+    return high is not None and high < 0
 
 
 def _propensity(rows: UpliftTrainingRows) -> np.ndarray:
@@ -200,6 +204,6 @@ def _store(*, run: UpliftModel, artifact: bytes, rows: UpliftTrainingRows, summa
                 "kinds": run.metrics["kinds"],
                 "policy_value_model": policy["model"]["value"],
                 "policy_value_none": policy[NONE]["value"],
-                "beats_no_offer": run.metrics["beats_no_offer"],
+                "loses_to_no_offer": run.metrics["loses_to_no_offer"],
             },
         )

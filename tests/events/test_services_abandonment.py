@@ -1,4 +1,5 @@
 import pickle
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -34,16 +35,18 @@ SIGNALS_WORLD = WorldConfig(
     target_abandonment=0.6,
     session_signals=True,
 )
-# Measured on SIGNALS_WORLD: test AUC 0.767 against 0.630 for cart value and device alone, mean predicted 0.565
-# for 0.538 observed (seeds 12 and 13 of the same world: AUC 0.686 and 0.700, baselines 0.645 and 0.588).
-AUC_FLOOR = 0.70
-BEHAVIOUR_GAIN_FLOOR = 0.06
-CALIBRATION_TOLERANCE = 0.05
+# Measured on SIGNALS_WORLD with seeds 12, 13 and 14: test AUC 0.686, 0.700 and 0.767 against 0.645, 0.588 and
+# 0.630 for cart value and device alone; mean predicted minus observed +0.03 to +0.08 (the newest quarter
+# abandons a little less than the training carts). The floors hold for every seed measured, not the best one.
+AUC_FLOOR = 0.65
+BEHAVIOUR_GAIN_FLOOR = 0.03
+CALIBRATION_TOLERANCE = 0.10
 
 
-def test_training_on_the_simulator_ranks_and_calibrates_and_serves(merchant):
+@pytest.mark.parametrize("seed", [12, 13, 14])
+def test_training_on_the_simulator_ranks_and_calibrates_and_serves(merchant, seed):
     # given a simulated shop with session signals
-    simulation_run(merchant=merchant, config=SIGNALS_WORLD, progress=False)
+    simulation_run(merchant=merchant, config=replace(SIGNALS_WORLD, seed=seed), progress=False)
     shares = []
 
     # when

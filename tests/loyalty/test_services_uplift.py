@@ -16,7 +16,7 @@ from loyalty.selectors.uplift import (
     uplift_training_rows,
 )
 from loyalty.services.insights import InsufficientHistory
-from loyalty.services.uplift import UpliftRunRunning, uplift_model_train
+from loyalty.services.uplift import UpliftRunRunning, _loses_to_no_offer, uplift_model_train
 from revopt.tenancy.models import AuditLogEntry
 from tests.factories.events import CustomerFactory, OrderFactory
 from tests.factories.funnel import OfferDecisionFactory, OfferSettingsFactory
@@ -124,10 +124,10 @@ def test_serving_returns_only_the_kinds_the_model_knows_and_reads_nothing_once_w
     assert all(0 <= p <= 1 for p in probabilities.values())
 
 
-def test_a_model_that_did_not_beat_no_offer_on_held_out_decisions_does_not_serve(merchant, trained):
+def test_a_model_that_clearly_lost_to_no_offer_on_held_out_decisions_does_not_serve(merchant, trained):
     # given
-    assert trained.metrics["beats_no_offer"] is True
-    trained.metrics = {**trained.metrics, "beats_no_offer": False}
+    assert trained.metrics["loses_to_no_offer"] is False
+    trained.metrics = {**trained.metrics, "loses_to_no_offer": True}
     trained.save(update_fields=["metrics"])
     uplift_serving_forget()
     # when
@@ -225,3 +225,15 @@ def test_an_unknown_method_is_refused_before_a_run_starts(merchant):
     with pytest.raises(ValueError, match="method"):
         uplift_model_train(merchant=merchant, now=NOW, method="s_learner")
     assert not UpliftModel.objects.for_merchant(merchant).exists()
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "loses"),
+    [(-6.2, 1.4, False), (-6.2, -0.1, True), (0.5, 2.0, False)],
+)
+def test_only_a_model_clearly_below_no_offer_is_held_back(low, high, loses):
+    # given the held-out difference model − no offer, with its 95% interval
+    policy_value = {"model_minus_none": {"value": (low + high) / 2, "low": low, "high": high}}
+
+    # when / then
+    assert _loses_to_no_offer(policy_value) is loses

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from loyalty.models import InsightRun, RunStatus
 from loyalty.services.insights import lifetime_value_refresh, segments_refresh
+from revopt.runs import bar_progress
 from revopt.tenancy.models import Merchant
 
 Refresh = Callable[..., InsightRun]
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 continue
             with tqdm(total=100, desc=kind, unit="%", disable=options["no_progress"]) as bar:
                 try:
-                    run = refresh(merchant=merchant, as_of=as_of, progress=_bar_progress(bar))
+                    run = refresh(merchant=merchant, as_of=as_of, progress=bar_progress(bar))
                 except Exception as error:
                     failures.append(f"{kind}: {type(error).__name__}: {error}")
                     continue
@@ -82,11 +83,3 @@ def _refresh_for(kind: str) -> Refresh | None:
     except ImportError:
         return None
     return churn_refresh
-
-
-def _bar_progress(bar: tqdm) -> Callable[[float], None]:
-    def progress(share: float) -> None:
-        bar.n = round(min(max(share, 0.0), 1.0) * 100)
-        bar.refresh()
-
-    return progress

@@ -1,10 +1,9 @@
-from collections.abc import Callable
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from pricing.services.model import demand_model_fit
 from pricing.services.proposals import price_proposals_generate
+from revopt.runs import bar_progress
 from revopt.tenancy.models import Merchant
 
 
@@ -24,7 +23,7 @@ class Command(BaseCommand):
         if not options["skip_fit"]:
             with tqdm(total=100, desc="demand fit", unit="%", disable=options["no_progress"]) as bar:
                 try:
-                    run = demand_model_fit(merchant=merchant, progress=_bar_progress(bar))
+                    run = demand_model_fit(merchant=merchant, progress=bar_progress(bar))
                 except Exception as error:
                     raise CommandError(f"demand fit failed: {type(error).__name__}: {error}") from error
             self.stdout.write(
@@ -32,18 +31,10 @@ class Command(BaseCommand):
                 f"({run.history_start} → {run.history_end})"
             )
         with tqdm(total=100, desc="proposals", unit="%", disable=options["no_progress"]) as bar:
-            batch = price_proposals_generate(merchant=merchant, seed=options["seed"], progress=_bar_progress(bar))
+            batch = price_proposals_generate(merchant=merchant, seed=options["seed"], progress=bar_progress(bar))
         self.stdout.write(
             f"proposals: {batch.created:,} created, {batch.superseded:,} superseded, "
             f"{batch.auto_approved:,} auto-approved"
         )
         for reason, count in batch.skipped.items():
             self.stdout.write(f"  skipped ({reason}): {count:,}")
-
-
-def _bar_progress(bar: tqdm) -> Callable[[float], None]:
-    def progress(share: float) -> None:
-        bar.n = round(min(max(share, 0.0), 1.0) * 100)
-        bar.refresh()
-
-    return progress

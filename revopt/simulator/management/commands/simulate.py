@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from revopt.simulator.driver import HttpTransport
-from revopt.simulator.policy import CatalogBrowsePolicy, RecommendationPolicy, StorefrontPolicy
+from revopt.simulator.policy import CatalogBrowsePolicy, OfferPolicy, RecommendationPolicy, StorefrontPolicy
 from revopt.simulator.selectors import simulation_run_latest
 from revopt.simulator.services import simulation_run
 from revopt.simulator.world import WorldConfig
@@ -24,6 +24,7 @@ _STATS_ROWS = (
 POLICIES: dict[str, type[StorefrontPolicy]] = {
     "catalog": CatalogBrowsePolicy,
     "recommendations": RecommendationPolicy,
+    "offers": OfferPolicy,
 }
 
 
@@ -43,7 +44,14 @@ class Command(BaseCommand):
             "--policy",
             choices=sorted(POLICIES),
             default="catalog",
-            help="what the storefront shows: the catalog's order, or revopt's recommendations first",
+            help="what the storefront does: show the catalog's order, show revopt's recommendations first, or "
+            "show the catalog and ask revopt's offer decision at every cart",
+        )
+        parser.add_argument(
+            "--session-signals",
+            action="store_true",
+            help="funnel realism: hesitant shoppers who show it (shipping/returns pages, price sorting) and respond "
+            "unevenly to incentives",
         )
         parser.add_argument("--no-progress", action="store_true")
 
@@ -64,6 +72,7 @@ class Command(BaseCommand):
             days=options["days"],
             n_products=options["products"],
             n_categories=min(12, options["products"]),
+            session_signals=options["session_signals"],
         )
         transport = HttpTransport(options["base_url"], options["api_key"]) if options["base_url"] else None
         policy = POLICIES[options["policy"]](max_products=config.listing_size)
@@ -92,4 +101,12 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {'rec. lists':<{width}}  {policy.served_lists:>14,}\n"
                 f"  {'rec. failures':<{width}}  {policy.failures:>14,}"
+            )
+        if isinstance(policy, OfferPolicy):
+            offers = run.stats.get("offers", 0)
+            anyway = run.stats.get("offers_would_have_bought", 0)
+            self.stdout.write(
+                f"  {'offers':<{width}}  {offers:>14,}\n"
+                f"  {'would have bought':<{width}}  {anyway / offers if offers else 0:>14.1%}\n"
+                f"  {'offer failures':<{width}}  {policy.failures:>14,}"
             )

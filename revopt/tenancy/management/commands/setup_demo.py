@@ -40,6 +40,7 @@ class Command(BaseCommand):
         self._ensure_pricing_guardrails(merchant)
         self._ensure_loyalty_program(merchant)
         self._ensure_retention_settings(merchant)
+        self._ensure_offer_settings(merchant)
 
         logins = [
             self._ensure_user(DEMO_MANAGER_USERNAME, password, Role.MERCHANT_MANAGER, merchant),
@@ -152,6 +153,17 @@ class Command(BaseCommand):
         if RetentionSettings.objects.for_merchant(merchant).exists():
             return
         RetentionSettings.objects.create(merchant=merchant, churn_horizon_days=14, weekly_budget=Decimal("200"))
+
+    def _ensure_offer_settings(self, merchant: Merchant) -> None:
+        """The demo shop has no uplift model before its first training, so half of its carts get a random
+        incentive (the randomized data the model learns from) within a budget a small shop would set."""
+        from loyalty.models import OfferSettings
+
+        if OfferSettings.objects.for_merchant(merchant).exists():
+            return
+        OfferSettings.objects.create(
+            merchant=merchant, daily_budget=Decimal("150"), max_offers_per_customer=2, exploration_share=0.5
+        )
 
     def _ensure_user(
         self, username: str, password: str, role: Role, merchant: Merchant | None
