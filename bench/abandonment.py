@@ -43,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest import bench_database_create, bench_environment_set  # noqa: E402
+
 DAYS = 80
 
 
@@ -58,8 +60,6 @@ def main() -> int:
     base_url = os.environ.get("DATABASE_URL", "")
     drop = None
     if base_url.startswith(("postgres://", "postgresql://")):
-        from bench.ingest import bench_database_create
-
         bench_url, drop = bench_database_create(base_url)
         settings_module = "revopt.settings.bench"
     else:
@@ -70,16 +70,8 @@ def main() -> int:
         def drop() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": settings_module,
-            "DATABASE_URL": bench_url,
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-abandonment-not-secret",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "REDIS_URL": os.environ.get("REDIS_URL") or "",
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-            "DEBUG": "false",
-        }
+    bench_environment_set(
+        database_url=bench_url, name="abandonment", settings_module=settings_module, redis_fallback=""
     )
     try:
         return _run(args)

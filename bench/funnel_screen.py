@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import bench_database_create  # noqa: E402
+from bench.ingest import bench_database_create, bench_environment_set  # noqa: E402
 
 DEFAULT_SIZES = (100_000,)
 DAYS = 90
@@ -60,17 +60,7 @@ def main() -> int:
         return 2
     warnings.filterwarnings("ignore", message="No directory at")
     bench_url, bench_database_drop = bench_database_create(base_url)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "revopt.settings.bench",
-            "DATABASE_URL": bench_url,
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-funnel-not-secret",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:1/0",
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-            "DEBUG": "false",
-        }
-    )
+    bench_environment_set(database_url=bench_url, name="funnel")
     try:
         return _run(args)
     finally:

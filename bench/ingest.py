@@ -243,6 +243,29 @@ def bench_database_create(base_url: str) -> tuple[str, Callable[[], None]]:
     return urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
+def bench_environment_set(
+    *,
+    database_url: str,
+    name: str,
+    settings_module: str = "revopt.settings.bench",
+    redis_fallback: str = "redis://127.0.0.1:1/0",
+) -> None:
+    """The production-like settings a benchmark runs under, on the throwaway database. Production settings need
+    a REDIS_URL: without one from bin/with-services, `redis_fallback` (by default a port nothing listens on,
+    for benches that never touch the cache)."""
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or f"bench-{name}-not-secret",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "REDIS_URL": os.environ.get("REDIS_URL") or redis_fallback,
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            "DEBUG": "false",
+        }
+    )
+
+
 # --- the three writers ------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import bench_database_create  # noqa: E402
+from bench.ingest import bench_database_create, bench_environment_set  # noqa: E402
 
 CATEGORIES = 50
 SESSIONS_PER_DAY = 400
@@ -68,17 +68,7 @@ def main() -> int:
         return 2
     warnings.filterwarnings("ignore", message="No directory at")
     bench_url, bench_database_drop = bench_database_create(base_url)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "revopt.settings.bench",
-            "DATABASE_URL": bench_url,
-            "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-pricing-not-secret",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:1/0",  # unused here
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-            "DEBUG": "false",
-        }
-    )
+    bench_environment_set(database_url=bench_url, name="pricing")
     try:
         return _run(args)
     finally:

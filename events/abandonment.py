@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import ThreadpoolController
+
+from revopt.classifiers import calibrated_fit, one_thread
 
 # Behaviour the storefront may count for the live session and send with a decide request ("signals").
 # The event log gives the same counts for past sessions:
@@ -236,7 +235,6 @@ def _sorts_by_price(properties: Mapping) -> bool:
 MIN_ROWS = 20
 MIN_PER_CLASS = 5
 FOLDS = 5
-CALIBRATION_METHODS: tuple[str, ...] = ("isotonic", "sigmoid")
 IMPORTANCE_REPEATS = 3
 TOP_IMPORTANCES = 10
 
@@ -256,7 +254,7 @@ class AbandonmentPredictor:
             raise ValueError(f"expected {len(self.feature_names)} feature columns, got shape {matrix.shape}")
         if len(matrix) == 0:
             return np.zeros(0)
-        with _one_thread():
+        with one_thread():
             return np.asarray(self.estimator.predict_proba(matrix)[:, 1], dtype=np.float64)
 
     def predict_snapshots(self, snapshots: Sequence[CartSnapshot]) -> np.ndarray:
@@ -280,22 +278,8 @@ def abandonment_fit(
     what watching behaviour adds."""
     # One OpenMP/BLAS thread: on a shop's carts more threads cost more than they save on a busy 2-core worker
     # (see loyalty.churn).
-    with _one_thread():
+    with one_thread():
         return _fit(X_train, y_train, X_test, y_test, feature_names=tuple(feature_names), seed=seed)
-
-
-_controller: ThreadpoolController | None = None
-
-
-def _one_thread() -> object:
-    """One OpenMP/BLAS thread for the block. The controller is built once (sklearn is imported above, so its
-    OpenMP runtime is known to it): `threadpool_limits()` would rescan the loaded libraries on every call, too
-    slow for a 1 ms score, and a limit entered before the runtime loads does nothing (a 700-cart fit took 120 s
-    instead of 5 on a busy 2-core box that way)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1)
 
 
 def reliability_deciles(labels: np.ndarray, probability: np.ndarray, *, bins: int = 10) -> list[dict]:
@@ -321,17 +305,8 @@ def _fit(
     x_train, labels_train = _checked(X_train, y_train, feature_names, "training")
     x_test, labels_test = _checked(X_test, y_test, feature_names, "test")
     folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(labels_train).min())), shuffle=True, random_state=seed)
-    raw = cross_val_predict(_classifier(seed), x_train, labels_train, cv=folds, method="predict_proba")[:, 1]
-    out_of_fold = {"none": raw}
-    for method in CALIBRATION_METHODS:
-        out_of_fold[method] = _calibrated_out_of_fold(raw, labels_train, method=method, folds=folds)
-    brier_by_method = {name: float(brier_score_loss(labels_train, p)) for name, p in out_of_fold.items()}
-    chosen = min(brier_by_method, key=lambda name: (brier_by_method[name], name != "none"))
-    if chosen == "none":
-        estimator = _classifier(seed).fit(x_train, labels_train)
-    else:
-        estimator = CalibratedClassifierCV(_classifier(seed), method=chosen, cv=folds, ensemble=False)
-        estimator.fit(x_train, labels_train)
+    fit = calibrated_fit(lambda: _classifier(seed), x_train, labels_train, folds=folds)
+    estimator, chosen, brier_by_method = fit.estimator, fit.method, fit.brier_out_of_fold
     predictor = AbandonmentPredictor(estimator=estimator, feature_names=feature_names, calibration_method=chosen)
 
     probability = predictor.predict(x_test)
@@ -373,27 +348,6 @@ def _baseline_auc(
     baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
     baseline.fit(x_train[:, columns], y_train)
     return float(roc_auc_score(y_test, baseline.predict_proba(x_test[:, columns])[:, 1]))
-
-
-def _calibrated_out_of_fold(scores: np.ndarray, labels: np.ndarray, *, method: str, folds: object) -> np.ndarray:
-    """Out-of-fold probabilities after calibrating out-of-fold scores: each fold's calibrator is fitted on the
-    other folds' scores, so its Brier score is honest (and costs no extra model fit)."""
-
-    calibrated = np.empty_like(scores)
-    for fitted_on, applied_to in folds.split(scores.reshape(-1, 1), labels):
-        if method == "isotonic":
-            mapping = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            mapping.fit(scores[fitted_on], labels[fitted_on])
-            calibrated[applied_to] = mapping.predict(scores[applied_to])
-        else:
-            logistic = LogisticRegression(C=1e6).fit(_logit(scores[fitted_on]), labels[fitted_on])
-            calibrated[applied_to] = logistic.predict_proba(_logit(scores[applied_to]))[:, 1]
-    return calibrated
-
-
-def _logit(probability: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
-    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
 
 
 def _classifier(seed: int) -> object:

@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, precision_recall_curve, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from threadpoolctl import threadpool_limits
+from sklearn.model_selection import StratifiedKFold
+
+from revopt.classifiers import calibrated_fit, one_thread
 
 FEATURES = (
     "days_since_last_order",
@@ -39,7 +37,6 @@ COLUMN_INDEX = {name: index for index, name in enumerate(FEATURES)}
 MIN_CUSTOMERS = 20
 MIN_PER_CLASS = 5
 FOLDS = 5
-CALIBRATION_METHODS = ("isotonic", "sigmoid")
 IMPORTANCE_REPEATS = 5
 
 
@@ -87,7 +84,7 @@ def churn_train(train: FeatureTable, test: FeatureTable, *, seed: int = 0) -> Ch
     F1 on the training labels (out of fold); calibration by isotonic or sigmoid if it improves the Brier score."""
     # One OpenMP thread: on a shop's few thousand rows more threads cost more than they save, and on a busy
     # worker they thrash (a 300-row fit took 7 s with the threads against 0.2 s without, on a loaded 2-core box).
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _train(train, test, seed=seed)
 
 
@@ -95,20 +92,9 @@ def _train(train: FeatureTable, test: FeatureTable, *, seed: int) -> ChurnModel:
     x_train, y_train = _labelled(train, "train")
     x_test, y_test = _labelled(test, "test")
     folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y_train).min())), shuffle=True, random_state=seed)
-    raw = cross_val_predict(_classifier(seed), x_train, y_train, cv=folds, method="predict_proba")[:, 1]
-    out_of_fold = {"none": raw}
-    for method in CALIBRATION_METHODS:
-        out_of_fold[method] = _calibrated_out_of_fold(raw, y_train, method=method, folds=folds)
-    brier_by_method = {name: float(brier_score_loss(y_train, probability)) for name, probability in out_of_fold.items()}
-    # Calibration must earn its place: the plain model unless a calibrated one scores a lower Brier out of fold.
-    chosen = min(brier_by_method, key=lambda name: (brier_by_method[name], name != "none"))
-    threshold = best_f1_threshold(y_train, out_of_fold[chosen])
-    if chosen == "none":
-        estimator = _classifier(seed).fit(x_train, y_train)
-    else:
-        # ensemble=False: one model on all the training rows, its calibrator fitted on out-of-fold scores.
-        estimator = CalibratedClassifierCV(_classifier(seed), method=chosen, cv=folds, ensemble=False)
-        estimator.fit(x_train, y_train)
+    fit = calibrated_fit(lambda: _classifier(seed), x_train, y_train, folds=folds)
+    estimator, chosen, brier_by_method = fit.estimator, fit.method, fit.brier_out_of_fold
+    threshold = best_f1_threshold(y_train, fit.out_of_fold)
     probability = estimator.predict_proba(x_test)[:, 1]
     flagged = probability >= threshold
     true_positives = int((flagged & (y_test == 1)).sum())
@@ -142,7 +128,7 @@ def churn_score(model: ChurnModel, table: FeatureTable) -> np.ndarray:
         raise ValueError(f"the model was trained on other features: {model.features}")
     if len(table.customer_id) == 0:
         return np.zeros(0)
-    with threadpool_limits(limits=1):
+    with one_thread():
         return np.asarray(model.model.predict_proba(_matrix(table))[:, 1], dtype=float)
 
 
@@ -163,28 +149,6 @@ def reliability_table(labels: np.ndarray, probability: np.ndarray, *, bins: int 
         for group in np.array_split(order, min(bins, len(order)))
         if len(group)
     ]
-
-
-def _calibrated_out_of_fold(
-    scores: np.ndarray, labels: np.ndarray, *, method: str, folds: StratifiedKFold
-) -> np.ndarray:
-    """Out-of-fold probabilities after calibrating out-of-fold scores: each fold's calibrator is fitted on the
-    other folds' scores, so the Brier score it earns is honest (and costs no extra model fit)."""
-    calibrated = np.empty_like(scores)
-    for fitted_on, applied_to in folds.split(scores.reshape(-1, 1), labels):
-        if method == "isotonic":
-            mapping = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            mapping.fit(scores[fitted_on], labels[fitted_on])
-            calibrated[applied_to] = mapping.predict(scores[applied_to])
-        else:
-            logistic = LogisticRegression(C=1e6).fit(_logit(scores[fitted_on]), labels[fitted_on])
-            calibrated[applied_to] = logistic.predict_proba(_logit(scores[applied_to]))[:, 1]
-    return calibrated
-
-
-def _logit(probability: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
-    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
 
 
 def _classifier(seed: int) -> HistGradientBoostingClassifier:
