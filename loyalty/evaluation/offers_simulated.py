@@ -49,7 +49,7 @@ from revopt.tenancy.services import api_key_create, api_key_revoke, merchant_cre
 
 from ..models import UpliftModel
 from ..selectors.offers import offer_settings_for
-from ..services.offers import offer_settings_save
+from ..services.offers import offer_exploration_seed, offer_settings_save
 from ..services.uplift import uplift_model_train
 
 EXPERIMENT_KEY = "offers-none-blanket-uplift"
@@ -97,6 +97,11 @@ class ArmReport:
     def true_incremental_margin_per_shopper(self) -> float:
         shoppers = self.truth.get("shoppers") or 0
         return self.truth.get("true_incremental_margin", 0.0) / shoppers if shoppers else 0.0
+
+    @property
+    def given_away_per_shopper(self) -> float:
+        shoppers = self.truth.get("shoppers") or 0
+        return self.truth.get("cost_given_away", 0.0) / shoppers if shoppers else 0.0
 
     @property
     def share_would_have_bought(self) -> float | None:
@@ -170,8 +175,18 @@ class FunnelStudyReport:
                 (
                     "share of offers to shoppers who would have bought anyway, uplift vs blanket",
                     f"{_share(share_uplift)} vs {_share(share_blanket)}",
+                    "reported",
+                    None,
+                )
+            )
+            # The money is the test, not the head count: a cheap offer (points) to a likely buyer can pay when a
+            # 10% discount to the same buyer would not.
+            rows.append(
+                (
+                    "offer cost on orders that would have been placed anyway, per shopper, uplift vs blanket",
+                    f"{uplift.given_away_per_shopper:.3f} vs {blanket.given_away_per_shopper:.3f}",
                     "uplift < blanket",
-                    share_uplift is not None and share_blanket is not None and share_uplift < share_blanket,
+                    uplift.given_away_per_shopper < blanket.given_away_per_shopper,
                 )
             )
             rows.append(
@@ -246,6 +261,7 @@ class FunnelStudyReport:
                 f"{truth.get('offers', 0):,}",
                 _share(report.share_would_have_bought),
                 f"{truth.get('offer_cost', 0.0):,.2f}",
+                f"{truth.get('cost_given_away', 0.0):,.2f}",
                 f"{report.true_incremental_margin_per_shopper:+.3f}",
             ]
             rows.append(row)
@@ -261,6 +277,7 @@ ARM_HEADER = [
     "offers",
     "would have bought",
     "offer cost",
+    "cost on would-have-bought",
     "true incr. margin/shopper",
 ]
 
@@ -320,6 +337,7 @@ def offers_simulation_run(
     say: Callable[[str], None] | None = None,
 ) -> FunnelStudyReport:
     config = study_config(seed=seed, size=size)
+    offer_exploration_seed(seed)
     start = timezone.now().date() - timedelta(days=size.days)
     config = WorldConfig.from_dict({**config.to_dict(), "start_date": start.isoformat(), "currency": merchant.currency})
     say = say or (lambda line: None)

@@ -56,8 +56,13 @@ POLICY_UPLIFT = "uplift"
 CENT = Decimal("0.01")
 _CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "$", "JPY": "¥"}
 
-# Exploration draws; a module attribute so a test can seed it.
+# Exploration draws: unpredictable in production (a shopper cannot game them), seeded by a simulation.
 _exploration_random = random.Random()
+
+
+def offer_exploration_seed(seed: int) -> None:
+    """Make this process's exploration draws repeatable (a simulated study run twice gives the same figures)."""
+    _exploration_random.seed(seed)
 
 
 @dataclass(frozen=True)

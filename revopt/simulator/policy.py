@@ -311,6 +311,8 @@ class OfferTally:
     offers_would_have_bought: int = 0
     offer_orders: int = 0
     offer_cost: float = 0.0
+    # What the offers cost on orders that would have been placed without them: margin given away.
+    cost_given_away: float = 0.0
     true_incremental_margin: float = 0.0
     shoppers: set[str] = field(default_factory=set)
 
@@ -325,6 +327,7 @@ class OfferTally:
             ),
             "offer_orders": self.offer_orders,
             "offer_cost": round(self.offer_cost, 2),
+            "cost_given_away": round(self.cost_given_away, 2),
             "true_incremental_margin": round(self.true_incremental_margin, 2),
         }
 
@@ -394,6 +397,8 @@ class OfferPolicy(CatalogBrowsePolicy):
         if truth.completed:
             tally.offer_orders += 1
             tally.offer_cost += truth.cost
+            if truth.would_have_bought:
+                tally.cost_given_away += truth.cost
         tally.true_incremental_margin += truth.incremental_margin
 
 

@@ -33,6 +33,7 @@ def _arm(arm: str, *, offers: int, would_have_bought: int, incremental: float, s
             "offers_would_have_bought": would_have_bought,
             "share_offers_would_have_bought": would_have_bought / offers if offers else None,
             "offer_cost": 10.0 * offers,
+            "cost_given_away": 10.0 * would_have_bought,
             "true_incremental_margin": incremental,
         },
         metrics={},
@@ -67,7 +68,8 @@ def test_an_uplift_arm_that_targets_better_than_blanket_passes():
     verdicts = _verdicts(_report(uplift_share=20, uplift_margin=30.0))
 
     # then
-    assert verdicts["share of offers to shoppers who would have bought anyway, uplift vs blanket"] is True
+    assert verdicts["share of offers to shoppers who would have bought anyway, uplift vs blanket"] is None  # reported
+    assert verdicts["offer cost on orders that would have been placed anyway, per shopper, uplift vs blanket"] is True
     assert verdicts["true incremental margin per shopper, uplift vs blanket"] is True
     assert verdicts["abandonment model AUC (test)"] is True
     assert verdicts["AUC of cart value and device alone"] is True
@@ -77,7 +79,7 @@ def test_an_uplift_arm_that_targets_better_than_blanket_passes():
 @pytest.mark.parametrize(
     ("uplift_share", "uplift_margin", "failing"),
     [
-        (50, 30.0, "share of offers to shoppers who would have bought anyway, uplift vs blanket"),
+        (50, 30.0, "offer cost on orders that would have been placed anyway, per shopper, uplift vs blanket"),
         (20, -80.0, "true incremental margin per shopper, uplift vs blanket"),
     ],
 )
@@ -104,6 +106,7 @@ def test_true_incremental_margin_is_per_shopper_of_the_arm():
     # when / then
     assert arm.true_incremental_margin_per_shopper == pytest.approx(0.5)
     assert arm.share_would_have_bought == pytest.approx(0.2)
+    assert arm.given_away_per_shopper == pytest.approx(20.0 / 50)
 
 
 @pytest.mark.django_db(transaction=True)

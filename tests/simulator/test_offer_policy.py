@@ -150,6 +150,7 @@ def test_the_truth_about_offers_is_tallied_per_experiment_arm():
     assert tally["decisions"] == tally["offers"] == 2 and tally["shoppers"] == 2
     assert tally["share_offers_would_have_bought"] == 0.5
     assert tally["offer_orders"] == 1 and tally["offer_cost"] == 4.4
+    assert tally["cost_given_away"] == 4.4  # cart a would have been bought without it
     # 0.5 · (20 − 4.4) − 0.4 · 20 = −0.2 per offer
     assert tally["true_incremental_margin"] == pytest.approx(-0.4)
 
