@@ -396,10 +396,15 @@ def funnel_after_orders(*, merchant: Merchant, placed_order_ids: list[int]) -> N
     if not placed_order_ids:
         return
     # loyalty builds on events: import late.
-    from loyalty.services.offers import offer_outcomes_record
-    from loyalty.services.recovery import recovery_cancel_on_purchase
+    from loyalty.services.offers import offer_outcomes_record, offers_in_use
+    from loyalty.services.recovery import recovery_cancel_on_purchase, recovery_in_use
 
-    for follow_up in (offer_outcomes_record, recovery_cancel_on_purchase):
+    for in_use, follow_up in (
+        (offers_in_use, offer_outcomes_record),
+        (recovery_in_use, recovery_cancel_on_purchase),
+    ):
+        if not in_use(merchant_id=merchant.pk):
+            continue  # no savepoint either
         try:
             with transaction.atomic():
                 follow_up(merchant=merchant, order_ids=placed_order_ids)

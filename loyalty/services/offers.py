@@ -576,17 +576,21 @@ def offer_code_redeem(*, merchant: Merchant, code: str, order_id: int, at: datet
     return None
 
 
+def offers_in_use(*, merchant_id: int) -> bool:
+    """Whether the shop ever decided an offer (cached: the ingest path asks for every batch with orders)."""
+    return feature_in_use(
+        feature="offers",
+        merchant_id=merchant_id,
+        check=lambda: OfferDecision.objects.for_merchant(merchant_id).exists(),
+    )
+
+
 def offer_outcomes_record(*, merchant: Merchant, order_ids: list[int]) -> int:
     """What freshly placed orders did to the offers: an order whose coupon is an offer code redeems it (the
     first order wins), and the first order of a session, or of the customer within the offer's validity, is
     the decision's outcome (`converted_order`, what the uplift model learns). Returns the decisions touched.
     No query for a shop that never decided an offer (cached)."""
-    merchant_id = merchant.pk
-    if not order_ids or not feature_in_use(
-        feature="offers",
-        merchant_id=merchant_id,
-        check=lambda: OfferDecision.objects.for_merchant(merchant_id).exists(),
-    ):
+    if not order_ids or not offers_in_use(merchant_id=merchant.pk):
         return 0
     orders = list(
         Order.objects.for_merchant(merchant)

@@ -628,7 +628,7 @@ def recovery_dispatch(*, merchant: Merchant, now: datetime | None = None) -> Dis
 # --- purchases ------------------------------------------------------------------------------------------------
 
 
-def _recovery_in_use(*, merchant_id: int) -> bool:
+def recovery_in_use(*, merchant_id: int) -> bool:
     """Whether the shop has a pending or sent message an order could cancel or be credited to."""
     statuses = [RecoveryStatus.PENDING, RecoveryStatus.SENT]
     return feature_in_use(
@@ -644,7 +644,7 @@ def recovery_cancel_on_purchase(*, merchant: Merchant, order_ids: Iterable[int])
     (or whose offer code it used). Returns how many messages were cancelled. No query without orders, nor (once
     cached) for a shop with no pending or sent message."""
     order_ids = list(order_ids)
-    if not order_ids or not _recovery_in_use(merchant_id=merchant.pk):
+    if not order_ids or not recovery_in_use(merchant_id=merchant.pk):
         return 0
     messages = RecoveryMessage.objects.for_merchant(merchant)
     cart_started = Coalesce(F("session__started_at"), F("abandoned_at"), output_field=DateTimeField())
