@@ -8,7 +8,7 @@ the reason. A reminder lost to a crashing poller is cheaper than a shopper maile
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,7 +27,9 @@ PULL_LIMIT_DEFAULT = 50
 
 
 class PullInputSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["due"], help_text='Only "due" messages are handed over.')
+    status = serializers.ChoiceField(
+        choices=["due"], required=False, default="due", help_text='Only "due" messages are handed over.'
+    )
     limit = serializers.IntegerField(min_value=1, max_value=PULL_LIMIT_MAX, default=PULL_LIMIT_DEFAULT)
 
 
@@ -105,21 +107,20 @@ class RecoveryMessagesView(MerchantAPIView):
     @extend_schema(
         operation_id="recovery_messages_pull",
         summary="Take the due cart-recovery messages",
+        request=PullInputSerializer,
         description=(
             "The follow-ups of abandoned carts that are due now, oldest first, each with its content (the "
             "cart's items, suggestions for the cart, and on the last step an incentive with a one-time code). "
             "Handing a message over marks it sent: it is never handed over again (at most once). Send it, "
             "then ack it; ack `failed` when it could not be delivered. Messages whose customer withdrew "
-            "consent, unsubscribed, was erased or ordered since are cancelled instead of handed over."
+            "consent, unsubscribed, was erased or ordered since are cancelled instead of handed over. A POST, "
+            f"not a GET: taking messages changes them (a prefetcher must not). `limit` 1 to {PULL_LIMIT_MAX} "
+            f"(default {PULL_LIMIT_DEFAULT})."
         ),
-        parameters=[
-            OpenApiParameter("status", str, enum=["due"], required=True),
-            OpenApiParameter("limit", int, description=f"1 to {PULL_LIMIT_MAX} (default {PULL_LIMIT_DEFAULT})."),
-        ],
         responses={200: PullOutputSerializer, 400: ErrorResponseSerializer, 401: UNAUTHORIZED_RESPONSE},
     )
-    def get(self, request: Request) -> Response:
-        shape = PullInputSerializer(data=request.query_params)
+    def post(self, request: Request) -> Response:
+        shape = PullInputSerializer(data=request.data)
         shape.is_valid(raise_exception=True)
         messages = recovery_messages_hand_over(merchant=self.merchant, limit=shape.validated_data["limit"])
         return Response({"messages": messages})

@@ -11,7 +11,7 @@ from tests.factories.funnel import RecoveryMessageFactory
 
 pytestmark = pytest.mark.django_db
 
-PULL_URL = "/api/v1/recovery/messages"
+PULL_URL = "/api/v1/recovery/messages/take"
 ACK_URL = "/api/v1/recovery/messages/{}/ack"
 
 
@@ -43,8 +43,8 @@ def test_pulling_hands_over_the_due_messages_once_with_their_content(api_client,
     _due(merchant, scheduled_at=timezone.now() + timedelta(hours=1))
 
     # when
-    first = api_client.get(PULL_URL, {"status": "due", "limit": 10})
-    second = api_client.get(PULL_URL, {"status": "due"})
+    first = api_client.post(PULL_URL, {"status": "due", "limit": 10}, format="json")
+    second = api_client.post(PULL_URL, {"status": "due"}, format="json")
 
     # then
     assert first.status_code == 200, first.json()
@@ -67,7 +67,7 @@ def test_pulling_respects_the_limit(api_client, merchant):
         _due(merchant)
 
     # when
-    response = api_client.get(PULL_URL, {"status": "due", "limit": 2})
+    response = api_client.post(PULL_URL, {"status": "due", "limit": 2}, format="json")
 
     # then
     assert len(response.json()["messages"]) == 2
@@ -77,7 +77,6 @@ def test_pulling_respects_the_limit(api_client, merchant):
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({}, "status"),
         ({"status": "pending"}, "status"),
         ({"status": "due", "limit": 0}, "limit"),
         ({"status": "due", "limit": 101}, "limit"),
@@ -89,11 +88,24 @@ def test_bad_pull_parameters_are_400_naming_the_field(api_client, merchant, para
     message = _due(merchant)
 
     # when
-    response = api_client.get(PULL_URL, params)
+    response = api_client.post(PULL_URL, params, format="json")
 
     # then nothing was handed over
     assert response.status_code == 400
     assert [error["field"] for error in response.json()["errors"]] == [field]
+    message.refresh_from_db()
+    assert message.status == RecoveryStatus.PENDING
+
+
+def test_taking_messages_by_get_is_refused(api_client, merchant):
+    # given
+    message = _due(merchant)
+
+    # when
+    response = api_client.get(PULL_URL, {"status": "due"})
+
+    # then
+    assert response.status_code == 405
     message.refresh_from_db()
     assert message.status == RecoveryStatus.PENDING
 
@@ -105,8 +117,8 @@ def test_another_shop_and_callers_without_a_key_get_none_of_the_merchants_messag
     message = _due(merchant)
 
     # when
-    other = other_api_client.get(PULL_URL, {"status": "due"})
-    anonymous = anonymous_api_client.get(PULL_URL, {"status": "due"})
+    other = other_api_client.post(PULL_URL, {"status": "due"}, format="json")
+    anonymous = anonymous_api_client.post(PULL_URL, {"status": "due"}, format="json")
 
     # then
     assert other.status_code == 200
@@ -135,7 +147,6 @@ def test_acking_failed_records_the_error_and_sent_confirms(api_client, merchant)
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({}, "status"),
         ({"status": "delivered"}, "status"),
         ({"status": "failed"}, "error"),
         ({"status": "failed", "error": "x" * 301}, "error"),
@@ -195,4 +206,4 @@ def test_the_openapi_schema_lists_the_recovery_endpoints(anonymous_api_client):
 
     # then
     validate_schema(schema)
-    assert {"/api/v1/recovery/messages", "/api/v1/recovery/messages/{message_id}/ack"} <= set(schema["paths"])
+    assert {"/api/v1/recovery/messages/take", "/api/v1/recovery/messages/{message_id}/ack"} <= set(schema["paths"])
