@@ -44,3 +44,23 @@ def test_any_of_an_empty_list_matches_nothing_without_a_query(merchant, django_a
 )
 def test_copy_text_value_escapes_for_postgres_copy(value, expected):
     assert copy_text_value(value) == expected
+
+
+@pytest.mark.django_db
+def test_tables_analyze_gives_the_planner_the_rows_this_transaction_loaded(merchant):
+    # given rows loaded in the test's own transaction, which autovacuum cannot see
+    from django.db import connection
+
+    from revopt.db import tables_analyze
+
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+    ProductFactory.create_batch(30, merchant=merchant)
+
+    # when
+    tables_analyze([Product])
+
+    # then
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Product._meta.db_table])
+        assert cursor.fetchone()[0] >= 30

@@ -13,7 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from catalog.models import Product
 from catalog.services import product_import_csv
+from events.models import AnonymousIdentity, Customer, Event, Order, OrderLine, Session
+from revopt.db import tables_analyze
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import api_key_create, api_key_revoke, audit_log_write
 
@@ -149,6 +152,7 @@ def simulation_run(
                     on_day_stored(day)
 
             stats = driver.run(on_day=day_done)
+        tables_analyze([Customer, AnonymousIdentity, Session, Event, Order, OrderLine, Product])
         run.stats = {**stats.as_dict(), "events_accepted": driver.accepted, "events_duplicate": driver.duplicate}
         run.status = SimulationRun.Status.COMPLETED
     except Exception as error:
