@@ -34,12 +34,13 @@ from decimal import Decimal
 from django.utils import timezone
 from tqdm import tqdm
 
-from events.models import AbandonmentModel
+from events.models import AbandonmentModel, Customer, Event, Order, OrderLine, Session
 from events.services.abandonment import abandonment_model_train
 from experiments.models import Surface
 from experiments.results import ExperimentAnalysis, MetricResult
 from experiments.services.analysis import experiment_analyze
 from experiments.services.lifecycle import VariantSpec, experiment_create, experiment_start
+from revopt.db import tables_analyze
 from revopt.simulator.driver import InProcessTransport
 from revopt.simulator.policy import OfferPolicy
 from revopt.simulator.services import simulation_run
@@ -47,7 +48,7 @@ from revopt.simulator.world import WorldConfig
 from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import api_key_create, api_key_revoke, merchant_create
 
-from ..models import UpliftModel
+from ..models import OfferDecision, UpliftModel
 from ..selectors.offers import offer_settings_for
 from ..services.offers import offer_exploration_seed, offer_settings_save
 from ..services.uplift import uplift_model_train
@@ -359,6 +360,9 @@ def offers_simulation_run(
 
     def back_office(day: int) -> None:
         night = day_start_of(config, day + 1)
+        if day in (learning_start - 1, experiment_start_day - 1):
+            # The trainings read what the simulation loaded minutes ago: give PostgreSQL's planner its numbers.
+            tables_analyze([Customer, Session, Event, Order, OrderLine, OfferDecision])
         if day == learning_start - 1:
             say(f"day {day + 1}: training the abandonment model")
             try:
