@@ -257,6 +257,7 @@ def test_the_checkout_reads_whether_a_code_is_valid(api_client, merchant):
     valid_answer = api_client.get(CODE_URL.format(valid.code.lower()))
     expired_answer = api_client.get(CODE_URL.format(expired.code))
     unknown = api_client.get(CODE_URL.format("RVO-NOSUCH00"))
+    garbage = api_client.get(CODE_URL.format("x" * 500))
 
     # then
     assert valid_answer.status_code == 200
@@ -264,6 +265,9 @@ def test_the_checkout_reads_whether_a_code_is_valid(api_client, merchant):
     assert valid_answer.json()["kind"] == "percent_10"
     assert (expired_answer.json()["valid"], expired_answer.json()["status"]) == (False, "expired")
     assert unknown.status_code == 404
+    assert [error["field"] for error in unknown.json()["errors"]] == ["code"]
+    assert garbage.status_code == 404
+    assert [error["field"] for error in garbage.json()["errors"]] == ["code"]
 
 
 def test_the_openapi_schema_stays_valid_and_lists_the_offer_paths(anonymous_api_client):
