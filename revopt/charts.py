@@ -152,6 +152,20 @@ def _gridlines(scale: _Scale) -> list[str]:
     return parts
 
 
+def _x_tick_labels(xscale: _LinearScale, *, y: float, x_format: ValueFormat) -> list[str]:
+    """The labelled ticks of a continuous x axis; the edge labels lean inwards so they are not clipped."""
+    parts = ['<g class="chart-x-axis">']
+    for tick in xscale.ticks():
+        x = xscale.x(tick)
+        anchor = "start" if x < 3 else "end" if x > 97 else "middle"
+        parts.append(
+            f'<text class="chart-axis-label chart-x-label" x="{x:.3f}%" y="{y}" '
+            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, x_format))}</text>'
+        )
+    parts.append("</g>")
+    return parts
+
+
 def _x_labels(labels: list[str], centres: list[float], *, y: float) -> list[str]:
     every = _label_every(len(labels))
     last = len(labels) - 1
@@ -783,15 +797,7 @@ def curve_chart(
             f'stroke-width="{2 if marker.kind == "what-if" else 1.5}" stroke-dasharray="{dash}"/>{label}</g>'
         )
     parts.append("</g>")
-    parts.append('<g class="chart-x-axis">')
-    for tick in xscale.ticks():
-        x = xscale.x(tick)
-        anchor = "start" if x < 3 else "end" if x > 97 else "middle"
-        parts.append(
-            f'<text class="chart-axis-label chart-x-label" x="{x:.3f}%" y="{plot_bottom + 18}" '
-            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, x_format))}</text>'
-        )
-    parts.append("</g>")
+    parts += _x_tick_labels(xscale, y=plot_bottom + 18, x_format=x_format)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -1017,15 +1023,7 @@ def histogram_chart(
             f'stroke-dasharray="4 3"/><text class="chart-marker-label" x="{x:.3f}%" y="{top - 6}" '
             f'text-anchor="{anchor}" fill="#b45309">{escape(label)} {escape(_format(value, x_format))}</text></g>'
         )
-    parts.append('<g class="chart-x-axis">')
-    for tick in xscale.ticks():
-        x = xscale.x(tick)
-        anchor = "start" if x < 3 else "end" if x > 97 else "middle"
-        parts.append(
-            f'<text class="chart-axis-label chart-x-label" x="{x:.3f}%" y="{height - _MARGIN_BOTTOM + 18}" '
-            f'text-anchor="{anchor}" fill="#64748b">{escape(_format(tick, x_format))}</text>'
-        )
-    parts.append("</g>")
+    parts += _x_tick_labels(xscale, y=height - _MARGIN_BOTTOM + 18, x_format=x_format)
     parts.append("</svg>")
     return "".join(parts)
 

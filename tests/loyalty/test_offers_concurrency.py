@@ -1,14 +1,14 @@
 """Offer caps, budget, retries and redemptions under concurrent requests, on PostgreSQL (SQLite serialises
 writers: there is no race to test)."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from loyalty.models import IncentiveKind, OfferBudgetDay, OfferDecision
 from loyalty.services.offers import offer_code_redeem, offer_decide
+from tests.concurrency import run_at_once
 from tests.factories.events import CustomerFactory, OrderFactory
 from tests.factories.funnel import OfferDecisionFactory, OfferSettingsFactory
 from tests.loyalty.offers_support import request_for, stub_collaborators, stub_uplift
@@ -26,27 +26,6 @@ def _collaborators(monkeypatch):
     stub_collaborators(monkeypatch)
 
 
-def _run_at_once(count: int, work) -> tuple[list, list]:
-    barrier = threading.Barrier(count)
-    outcomes, errors = [], []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes.append(work(index))
-        except Exception as error:  # noqa: BLE001 - reported by the assertions
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes, errors
-
-
 @pytest.fixture(autouse=True)
 def _postgres_only():
     if connection.vendor != "postgresql":
@@ -59,7 +38,7 @@ def test_twenty_concurrent_carts_of_one_customer_get_exactly_the_cap(merchant, u
     CustomerFactory(merchant=merchant, external_id="user-1")
 
     # when
-    outcomes, errors = _run_at_once(
+    outcomes, errors = run_at_once(
         20, lambda index: offer_decide(merchant=merchant, request=request_for(f"cart-{index}")).decision
     )
 
@@ -78,7 +57,7 @@ def test_forty_concurrent_customers_never_overspend_a_budget_for_seven_offers(me
     )
 
     # when
-    outcomes, errors = _run_at_once(
+    outcomes, errors = run_at_once(
         40,
         lambda index: offer_decide(merchant=merchant, request=request_for(f"cart-{index}", user_id=f"u-{index}")),
     )
@@ -101,7 +80,7 @@ def test_ten_concurrent_retries_of_one_cart_log_one_decision_and_spend_once(merc
     CustomerFactory(merchant=merchant, external_id="user-1")
 
     # when
-    outcomes, errors = _run_at_once(10, lambda index: offer_decide(merchant=merchant, request=request_for()).decision)
+    outcomes, errors = run_at_once(10, lambda index: offer_decide(merchant=merchant, request=request_for()).decision)
 
     # then
     assert not errors, errors
@@ -116,7 +95,7 @@ def test_concurrent_redemptions_of_one_code_have_one_winner(merchant):
     orders = [OrderFactory(merchant=merchant) for _ in range(10)]
 
     # when
-    outcomes, errors = _run_at_once(
+    outcomes, errors = run_at_once(
         10,
         lambda index: offer_code_redeem(
             merchant=merchant, code=offer.code, order_id=orders[index].pk, at=offer.decided_at

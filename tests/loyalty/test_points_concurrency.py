@@ -1,10 +1,9 @@
 """Redemptions under concurrent requests, on PostgreSQL (SQLite serialises writers: there is no race)."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from loyalty.models import EarnAction, EarnRule, EntryKind, PointsEntry, Redemption
 from loyalty.selectors.points import points_balance
@@ -15,33 +14,11 @@ from loyalty.services.points import (
     points_earn_for_order,
     points_redeem,
 )
+from tests.concurrency import run_at_once
 from tests.factories.events import CustomerFactory, OrderFactory
 from tests.factories.loyalty import LoyaltyProgramFactory, RewardFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _run_at_once(count: int, work) -> tuple[list, list]:
-    barrier = threading.Barrier(count)
-    outcomes, errors = [], []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes.append(work(index))
-        except InsufficientPoints as refused:
-            outcomes.append(refused)
-        except Exception as error:  # noqa: BLE001 - reported by the assertions
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes, errors
 
 
 def _shopper_with_1200_points(merchant):
@@ -59,9 +36,11 @@ def test_ten_concurrent_redemptions_of_500_against_1200_points_let_exactly_two_t
     reward = RewardFactory(program=program, points_cost=500)
 
     # when
-    outcomes, errors = _run_at_once(
+    outcomes, errors = run_at_once(
         10,
         lambda index: points_redeem(merchant=merchant, customer=customer, reward=reward, idempotency_key=f"k-{index}"),
+        expected=(InsufficientPoints,),
+        timeout=60,
     )
 
     # then
@@ -81,8 +60,11 @@ def test_ten_concurrent_retries_of_one_redemption_spend_once(merchant):
     reward = RewardFactory(program=program, points_cost=500)
 
     # when
-    outcomes, errors = _run_at_once(
-        10, lambda _: points_redeem(merchant=merchant, customer=customer, reward=reward, idempotency_key="same")
+    outcomes, errors = run_at_once(
+        10,
+        lambda _: points_redeem(merchant=merchant, customer=customer, reward=reward, idempotency_key="same"),
+        expected=(InsufficientPoints,),
+        timeout=60,
     )
 
     # then
@@ -102,11 +84,12 @@ def test_concurrent_first_earnings_of_a_new_customer_open_one_account_and_respec
     customer = CustomerFactory(merchant=merchant)
 
     # when
-    outcomes, errors = _run_at_once(
+    outcomes, errors = run_at_once(
         8,
         lambda index: points_earn_for_action(
             merchant=merchant, customer=customer, action="review", idempotency_key=f"review-{index}"
         ),
+        timeout=60,
     )
 
     # then

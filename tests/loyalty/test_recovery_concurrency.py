@@ -1,14 +1,14 @@
 """Due recovery messages taken by concurrent pollers, on PostgreSQL (SQLite serialises writers: no race)."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from loyalty.models import RecoveryMessage, RecoveryStatus
 from loyalty.services.recovery import recovery_messages_hand_over
+from tests.concurrency import run_at_once
 from tests.factories.events import CustomerFactory
 from tests.factories.funnel import RecoveryMessageFactory
 
@@ -23,25 +23,12 @@ def test_four_concurrent_pollers_never_get_the_same_message(merchant):
     for _ in range(12):
         customer = CustomerFactory(merchant=merchant, email="ann@example.com", marketing_consent=True)
         RecoveryMessageFactory(merchant=merchant, customer=customer, abandoned_at=abandoned_at)
-    barrier = threading.Barrier(4)
-    taken: list[list[int]] = []
-    errors: list[Exception] = []
-
-    def poll() -> None:
-        try:
-            barrier.wait()
-            taken.append([body["id"] for body in recovery_messages_hand_over(merchant=merchant, limit=5)])
-        except Exception as error:  # noqa: BLE001 - reported by the assertions
-            errors.append(error)
-        finally:
-            connections.close_all()
-
     # when
-    threads = [threading.Thread(target=poll) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    taken, errors = run_at_once(
+        4,
+        lambda _: [body["id"] for body in recovery_messages_hand_over(merchant=merchant, limit=5)],
+        timeout=60,
+    )
 
     # then every message went to exactly one poller
     ids = [message_id for batch in taken for message_id in batch]
