@@ -118,7 +118,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "revopt.redis_cache.RedisCache", "LOCATION": REDIS_URL}}
     # A dead Redis must cost a request a quarter second, not a hang (recommendations then answer from the DB).
-    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 0.25, "socket_timeout": 0.25}
+    redis_timeout = env.float("REDIS_CACHE_TIMEOUT", default=0.25)
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": redis_timeout, "socket_timeout": redis_timeout}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Room for a demo shop's published recommendation lists (one key per customer and product).

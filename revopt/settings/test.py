@@ -7,7 +7,7 @@ itself and talks to a real worker through Redis.
 import os
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR
+from .base import REDIS_URL, VAR_DIR
 
 SECRET_KEY = "revopt-test-key"
 CELERY_TASK_ALWAYS_EAGER = True
@@ -22,3 +22,9 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+if REDIS_URL:
+    # On a loaded CI machine a live Redis can take longer than the production quarter second to answer;
+    # the serving tests would then see the circuit breaker's database fallback instead of the cache they
+    # test. The dead-Redis test sets its own short timeout.
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}  # noqa: F405
