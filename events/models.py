@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.db import models
 
 from revopt.tenancy.models import Merchant, MerchantOwned
@@ -129,6 +131,10 @@ class Order(MerchantOwned):
     tax = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     total = models.DecimalField(max_digits=12, decimal_places=2)
     coupon = models.CharField(max_length=100, blank=True, default="")
+    # What incentives on this order cost the merchant beyond `discount` (free shipping's carrier cost, bonus
+    # points' value): set by the offer redemption, never by the storefront. The database default lets plain
+    # inserts (bench loaders) leave it out.
+    incentive_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal(0), db_default=Decimal(0))
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.COMPLETED)
     refunded_at = models.DateTimeField(null=True, blank=True)
 

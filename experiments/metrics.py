@@ -36,7 +36,8 @@ class UnitValue(StrEnum):
     ORDERED = "ordered"  # 1 if the unit placed a completed order, else 0
     REVENUE = "revenue"  # sum of completed orders' totals (winsorized for MEAN metrics)
     # Merchandise sold after discounts (subtotal − discount: tax and shipping are passed through) minus the cost
-    # of the goods sold (order lines' unit_cost).
+    # of the goods sold (order lines' unit_cost) and what redeemed incentives cost beyond the discount (the
+    # order's incentive_cost: free shipping's carrier fee, bonus points' value).
     MARGIN = "margin"
     ORDERS = "orders"  # number of completed orders
     ITEMS = "items"  # units of product bought
@@ -93,7 +94,8 @@ METRICS: dict[str, MetricDefinition] = {
             higher_is_better=True,
             numerator=UnitValue.MARGIN,
             winsorized=True,
-            description="Sales after discounts, less tax and shipping, minus cost of goods, per exposed shopper.",
+            description="Sales after discounts, less tax and shipping, minus cost of goods and what redeemed "
+            "offers cost beyond their discount (free shipping, bonus points), per exposed shopper.",
         ),
         MetricDefinition(
             key="aov",

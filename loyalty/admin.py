@@ -9,6 +9,8 @@ are written by the scheduled services and only shown here.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -339,6 +341,7 @@ class OfferSettingsForm(forms.ModelForm):
             "exploration_share",
             "allowed_kinds",
             "shipping_cost",
+            "free_shipping_threshold",
             "points_bonus",
             "point_value",
             "default_margin_rate",
@@ -348,6 +351,10 @@ class OfferSettingsForm(forms.ModelForm):
             "daily_budget": "Face cost of the offers issued per day (the shop's time zone): never exceeded.",
             "exploration_share": "Share of decisions drawn at random (0..1): the data the uplift model learns from.",
             "default_margin_rate": "Margin rate (0..1) assumed for a cart line whose product has no cost.",
+            "free_shipping_threshold": (
+                "The shop's own free-shipping threshold: a cart worth at least this already ships free and is never "
+                "offered free shipping. Empty if the shop has none."
+            ),
         }
 
     def clean_exploration_share(self) -> float:
@@ -361,6 +368,12 @@ class OfferSettingsForm(forms.ModelForm):
         if not 0 <= rate <= 1:
             raise forms.ValidationError("A rate between 0 and 1.")
         return rate
+
+    def clean_free_shipping_threshold(self) -> Decimal | None:
+        threshold = self.cleaned_data["free_shipping_threshold"]
+        if threshold is not None and threshold < 0:
+            raise forms.ValidationError("A cart value of 0 or more (empty: the shop has no threshold).")
+        return threshold
 
     def clean_allowed_kinds(self) -> list[str]:
         kinds = list(self.cleaned_data.get("allowed_kinds") or [])

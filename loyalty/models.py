@@ -352,6 +352,11 @@ class OfferSettings(MerchantOwned):
     allowed_kinds = models.JSONField(default=list, blank=True)
     # What an offer costs the merchant beyond the discount itself.
     shipping_cost = models.DecimalField(max_digits=8, decimal_places=2, default=6.95)
+    # The shop's own free-shipping threshold: a cart worth at least this already ships free, so free shipping is
+    # never offered to it (worthless to the shopper, a wasted offer). None: the shop has no such threshold.
+    free_shipping_threshold = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     points_bonus = models.PositiveIntegerField(default=200)
     point_value = models.DecimalField(max_digits=8, decimal_places=4, default=0.01)
     # Margin rate assumed for a cart line whose product has no cost.
@@ -377,6 +382,7 @@ class DecisionReason(models.TextChoices):
     BUDGET_EXHAUSTED = "budget_exhausted", "Daily budget spent"
     DISABLED = "disabled", "Offers switched off"
     ALREADY_DECIDED = "already_decided", "Same cart decided before"
+    ALREADY_SHIPS_FREE = "already_ships_free", "Cart already ships free"
 
 
 class OfferDecision(MerchantOwned):

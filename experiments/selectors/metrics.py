@@ -323,15 +323,21 @@ class _SumsQuery:
                 # Merchandise after discounts: tax and shipping are passed through, not margin.
                 "net_sales": "CASE WHEN o.status = %(completed)s "
                 "THEN CAST(o.subtotal - o.discount AS DOUBLE PRECISION) ELSE 0 END",
+                # Cost of goods plus what incentives cost beyond the discount (free shipping's carrier, bonus
+                # points): the order's own column, taken once per order as the grouping is by order.
                 "cost": "CASE WHEN o.status = %(completed)s THEN "
-                "COALESCE(SUM(l.quantity * CAST(COALESCE(l.unit_cost, 0) AS DOUBLE PRECISION)), 0) ELSE 0 END",
+                "COALESCE(SUM(l.quantity * CAST(COALESCE(l.unit_cost, 0) AS DOUBLE PRECISION)), 0) "
+                "+ CAST(o.incentive_cost AS DOUBLE PRECISION) ELSE 0 END",
             }
             selected = ", ".join(f"{order_columns.get(column, '0')} AS {column}" for column in columns)
             lines = grouping = ""
             if self.line_columns:
                 # Summed back to one row per order.
                 lines = f"LEFT JOIN {_LINE} l ON l.order_id = o.id AND l.merchant_id = %(merchant)s"
-                grouping = "GROUP BY o.id, o.customer_id, o.placed_at, o.status, o.total, o.subtotal, o.discount"
+                grouping = (
+                    "GROUP BY o.id, o.customer_id, o.placed_at, o.status, o.total, o.subtotal, o.discount, "
+                    "o.incentive_cost"
+                )
             parts.append(
                 f"""SELECT o.customer_id, o.placed_at AS at, {selected}
                 FROM {_ORDER} o {lines}

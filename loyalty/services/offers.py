@@ -4,9 +4,11 @@
 and channel (a storefront retry gets it back: no second row, no second reservation); opt-out, erasure and the
 off switch; the live cart snapshot and its abandonment risk; the shopper's experiment arm on the offers
 surface; the uplift policy (exploration with a stated propensity, else the kind of highest expected margin
-from the uplift model); then, inside one transaction, the customer's frequency cap (under the customer's row
-lock) and the day's budget (one conditional UPDATE, so concurrent decisions can never overspend), and the
-one-time code. Every decision, "none" included, is logged as an OfferDecision with its reason.
+from the uplift model) over the kinds this cart can get (a cart at or above the shop's free-shipping threshold
+ships free anyway: neither the model, the exploration draw nor an experiment arm offers it free shipping);
+then, inside one transaction, the customer's frequency cap (under the customer's row lock) and the day's budget
+(one conditional UPDATE, so concurrent decisions can never overspend), and the one-time code. Every decision,
+"none" included, is logged as an OfferDecision with its reason.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ POLICY_NONE = "none"
 POLICY_BLANKET = "blanket"
 POLICY_UPLIFT = "uplift"
 CENT = Decimal("0.01")
+_CART_UNSEEN = frozenset({DecisionReason.OPTED_OUT, DecisionReason.DISABLED, DecisionReason.ALREADY_DECIDED})
 _CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "$", "AUD": "$", "JPY": "¥"}
 
 # Exploration draws: unpredictable in production (a shopper cannot game them), seeded by a simulation.
@@ -112,6 +115,27 @@ class _Cart:
     unknown_skus: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _FreeShipping:
+    """The cart against the shop's own free-shipping threshold (None when the shop has none)."""
+
+    threshold: Decimal | None
+    cart_value: Decimal
+
+    @property
+    def ships_free(self) -> bool:
+        return self.threshold is not None and self.cart_value >= self.threshold
+
+    def note(self, *, currency: str) -> str:
+        """Why free shipping is not offered, or how far the cart is from shipping free ("" without a threshold)."""
+        if self.threshold is None:
+            return ""
+        cart, threshold = _amount(self.cart_value, currency), _amount(self.threshold, currency)
+        if self.ships_free:
+            return f"already ships free: cart {cart} ≥ threshold {threshold}"
+        return f"{_amount(self.threshold - self.cart_value, currency)} short of free shipping (threshold {threshold})"
+
+
 # --- collaborators (imported late: events and loyalty selectors written alongside this module) -----------
 
 
@@ -164,6 +188,7 @@ def offer_decide(*, merchant: Merchant, request: OfferRequest, now: datetime | N
         return OfferOutcome(decision=standing, snapshot=_snapshot_of(standing))
 
     cart = _cart_value_and_margin(merchant=merchant, lines=request.lines, settings=settings)
+    shipping = _FreeShipping(threshold=settings.free_shipping_threshold, cart_value=cart.value)
     row = OfferDecision(
         merchant=merchant,
         customer=customer,
@@ -192,17 +217,39 @@ def offer_decide(*, merchant: Merchant, request: OfferRequest, now: datetime | N
             # One live code per cart, whatever the channel: a recovery message does not stack a second offer.
             choice = _Choice(kind=IncentiveKind.NONE, reason=DecisionReason.ALREADY_DECIDED)
     if choice is None:
-        choice = _experiment_choice(merchant=merchant, request=request, row=row, now=now)
+        choice = _experiment_choice(merchant=merchant, request=request, row=row, now=now, shipping=shipping)
     if choice is None:
-        kinds = allowed_incentive_kinds(settings=settings)
-        costs = {kind: incentive_cost(kind=kind, cart_value=cart.value, settings=settings) for kind in kinds}
-        choice = _uplift_choice(
-            merchant=merchant, snapshot=snapshot, kinds=kinds, costs=costs, cart=cart, row=row, settings=settings
-        )
+        allowed = allowed_incentive_kinds(settings=settings)
+        kinds = _kinds_for_cart(kinds=allowed, shipping=shipping)
+        if allowed and not kinds:
+            # Free shipping was the only incentive allowed, and this cart already has it.
+            choice = _Choice(kind=IncentiveKind.NONE, reason=DecisionReason.ALREADY_SHIPS_FREE)
+        else:
+            costs = {kind: incentive_cost(kind=kind, cart_value=cart.value, settings=settings) for kind in kinds}
+            choice = _uplift_choice(
+                merchant=merchant, snapshot=snapshot, kinds=kinds, costs=costs, cart=cart, row=row, settings=settings
+            )
+    # Whether the cart ships free, or how far it is from it, matters only where a policy looked at the cart.
+    shipping_note = "" if choice.reason in _CART_UNSEEN else shipping.note(currency=merchant.currency)
     decision = _issue(
-        merchant=merchant, customer=customer, settings=settings, row=row, choice=choice, cart=cart, now=now
+        merchant=merchant,
+        customer=customer,
+        settings=settings,
+        row=row,
+        choice=choice,
+        cart=cart,
+        now=now,
+        shipping_note=shipping_note,
     )
     return OfferOutcome(decision=decision, snapshot=snapshot)
+
+
+def _kinds_for_cart(*, kinds: tuple[str, ...], shipping: _FreeShipping) -> tuple[str, ...]:
+    """The allowed kinds this cart can get: not free shipping once it ships free anyway. The exploration draw is
+    uniform over these (and "none"), so its recorded propensity stays the true one for this cart."""
+    if not shipping.ships_free:
+        return kinds
+    return tuple(kind for kind in kinds if kind != IncentiveKind.FREE_SHIPPING)
 
 
 def snapshot_features_json(snapshot: CartSnapshot) -> dict:
@@ -336,9 +383,11 @@ def _snapshot_of(decision: OfferDecision) -> CartSnapshot:
 
 
 def _experiment_choice(
-    *, merchant: Merchant, request: OfferRequest, row: OfferDecision, now: datetime
+    *, merchant: Merchant, request: OfferRequest, row: OfferDecision, now: datetime, shipping: _FreeShipping
 ) -> _Choice | None:
-    """The shopper's arm on the offers surface, recorded on the row; None when the uplift policy decides."""
+    """The shopper's arm on the offers surface, recorded on the row; None when the uplift policy decides. A
+    blanket free-shipping arm gives a cart that already ships free nothing (what that policy means there: the
+    shop ships it free anyway), logged as such and still counted in its arm."""
     from experiments.models import Surface
     from experiments.services.assignment import surface_assignment
 
@@ -362,6 +411,8 @@ def _experiment_choice(
         if kind not in IncentiveKind.values:
             logger.warning("offers experiment %s: unknown blanket kind %r", assignment.experiment_key, kind)
             kind = IncentiveKind.NONE
+        if kind == IncentiveKind.FREE_SHIPPING and shipping.ships_free:
+            return _Choice(kind=IncentiveKind.NONE, reason=DecisionReason.ALREADY_SHIPS_FREE)
         return _Choice(kind=kind, reason=DecisionReason.EXPERIMENT_ARM)
     return None
 
@@ -414,6 +465,7 @@ def _issue(
     choice: _Choice,
     cart: _Cart,
     now: datetime,
+    shipping_note: str = "",
 ) -> OfferDecision:
     """Caps, budget and code in one transaction; the row is written whatever the outcome."""
     with transaction.atomic():
@@ -449,7 +501,7 @@ def _issue(
         row.cost = cost
         row.value = incentive_value(kind=kind, settings=settings)
         _fill_uplift(row)
-        row.explanation = _explanation(row, currency=merchant.currency)[:300]
+        row.explanation = _explanation(row, currency=merchant.currency, shipping_note=shipping_note)[:300]
         feature_used(feature="offers", merchant_id=merchant.pk)
         if kind == IncentiveKind.NONE:
             row.save()
@@ -500,38 +552,49 @@ def _fill_uplift(row: OfferDecision) -> None:
     row.expected_margin_gain = chosen["expected_margin"] - none["expected_margin"]
 
 
+def _amount(amount: Decimal, currency: str) -> str:
+    """An amount as the shop writes it: "$82.00", or "82.00 SEK" for a currency without a known sign."""
+    sign = _CURRENCY_SIGNS.get(currency)
+    return f"{sign}{amount:.2f}" if sign else f"{amount:.2f} {currency}"
+
+
 def _money(amount: float, currency: str) -> str:
     sign = _CURRENCY_SIGNS.get(currency)
     prefix = "+" if amount >= 0 else "−"
     return f"{prefix}{sign}{abs(amount):.2f}" if sign else f"{prefix}{abs(amount):.2f} {currency}"
 
 
-def _explanation(row: OfferDecision, *, currency: str) -> str:
+def _explanation(row: OfferDecision, *, currency: str, shipping_note: str = "") -> str:
     """The decision in words, e.g. "10% off: order chance 41% → 55%, +$3.10 expected margin vs no offer;
-    abandonment risk 72%"."""
+    abandonment risk 72%", then the cart against the shop's free-shipping threshold when it has one
+    ("; $12.50 short of free shipping (threshold $75.00)")."""
     risk = f"; abandonment risk {row.abandonment_probability:.0%}" if row.abandonment_probability is not None else ""
+    if row.reason == DecisionReason.ALREADY_SHIPS_FREE:
+        return f"No offer: {shipping_note or 'already ships free'}" + risk
+    return _explanation_body(row, currency=currency) + risk + (f"; {shipping_note}" if shipping_note else "")
+
+
+def _explanation_body(row: OfferDecision, *, currency: str) -> str:
     scores = row.scores or {}
     none = scores.get(IncentiveKind.NONE)
     if row.kind != IncentiveKind.NONE:
         label = incentive_label(kind=row.kind, value=row.value)
         chosen = scores.get(row.kind)
-        if none is not None and chosen is not None:
-            gain = chosen["expected_margin"] - none["expected_margin"]
-            body = (
-                f"{label}: order chance {none['p_order']:.0%} → {chosen['p_order']:.0%}, "
-                f"{_money(gain, currency)} expected margin vs no offer"
-            )
-        else:
-            body = f"{label}: {DecisionReason(row.reason).label.lower()}"
-        return body + risk
+        if none is None or chosen is None:
+            return f"{label}: {DecisionReason(row.reason).label.lower()}"
+        gain = chosen["expected_margin"] - none["expected_margin"]
+        return (
+            f"{label}: order chance {none['p_order']:.0%} → {chosen['p_order']:.0%}, "
+            f"{_money(gain, currency)} expected margin vs no offer"
+        )
     if row.reason == DecisionReason.NO_OFFER_PAYS and none is not None:
         best = max((kind for kind in scores if kind != IncentiveKind.NONE), key=lambda k: scores[k]["expected_margin"])
         gain = scores[best]["expected_margin"] - none["expected_margin"]
         return (
             f"No offer: the best incentive ({IncentiveKind(best).label.lower()}) would change expected margin by "
-            f"{_money(gain, currency)} (order chance {none['p_order']:.0%} → {scores[best]['p_order']:.0%})" + risk
+            f"{_money(gain, currency)} (order chance {none['p_order']:.0%} → {scores[best]['p_order']:.0%})"
         )
-    return f"No offer: {DecisionReason(row.reason).label.lower()}" + risk
+    return f"No offer: {DecisionReason(row.reason).label.lower()}"
 
 
 def offer_settings_save(*, settings: OfferSettings, actor: AbstractBaseUser | None) -> OfferSettings:
@@ -550,6 +613,9 @@ def offer_settings_save(*, settings: OfferSettings, actor: AbstractBaseUser | No
             "frequency_window_days": settings.frequency_window_days,
             "exploration_share": settings.exploration_share,
             "allowed_kinds": list(settings.allowed_kinds or []),
+            "free_shipping_threshold": (
+                None if settings.free_shipping_threshold is None else str(settings.free_shipping_threshold)
+            ),
         },
     )
     return settings
@@ -560,20 +626,38 @@ def offer_settings_save(*, settings: OfferSettings, actor: AbstractBaseUser | No
 
 def offer_code_redeem(*, merchant: Merchant, code: str, order_id: int, at: datetime) -> OfferDecision | None:
     """Mark the offer with this code redeemed by the order, once: None when the code is unknown, expired or
-    already redeemed by another order."""
+    already redeemed by another order. The winning redemption, in the same transaction, adds what the
+    incentive costs beyond the order's discount to the order's `incentive_cost` (what margins subtract)."""
     code = code.strip().upper()
     if not code:
         return None
     offers = OfferDecision.objects.for_merchant(merchant).filter(code=code).exclude(kind=IncentiveKind.NONE)
-    redeemed = offers.filter(redeemed_order__isnull=True, expires_at__gt=at).update(
-        redeemed_order_id=order_id, redeemed_at=at
-    )
-    decision = offers.first()
-    if decision is None:
-        return None
-    if redeemed or decision.redeemed_order_id == order_id:
+    with transaction.atomic():
+        redeemed = offers.filter(redeemed_order__isnull=True, expires_at__gt=at).update(
+            redeemed_order_id=order_id, redeemed_at=at
+        )
+        decision = offers.first()
+        if decision is None:
+            return None
+        if redeemed:
+            cost = order_incentive_cost(decision)
+            if cost:
+                # Added, not set: an order that redeemed two codes through the API cost both.
+                Order.objects.for_merchant(merchant).filter(pk=order_id).update(
+                    incentive_cost=F("incentive_cost") + cost
+                )
+            return decision
+    if decision.redeemed_order_id == order_id:
         return decision
     return None
+
+
+def order_incentive_cost(decision: OfferDecision) -> Decimal:
+    """What a redeemed offer costs the merchant beyond the order's discount: the carrier still paid for free
+    shipping, the bonus points' value; nothing for percent off, which the shop took off the order already."""
+    if decision.kind in (IncentiveKind.FREE_SHIPPING, IncentiveKind.POINTS):
+        return Decimal(decision.cost)
+    return Decimal(0)
 
 
 def offers_in_use(*, merchant_id: int) -> bool:

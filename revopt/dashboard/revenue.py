@@ -7,8 +7,11 @@ Definitions (all in the shop's time zone, over a period of 30, 90 or 180 days; b
   session in the bucket (events inside a session are already counted through their session; reading
   only session-less events keeps the query off the event table's bulk);
 - revenue: totals of completed orders (cancelled and refunded ones do not count);
-- RPAU: revenue / active users; margin per active user: Σ quantity × (unit price − unit cost) over the
-  completed orders' lines / active users, shown only when every line has its cost;
+- RPAU: revenue / active users; margin per active user: the completed orders' merchandise after discounts
+  (subtotal − discount: tax and shipping are passed through), less what redeemed offers cost beyond their
+  discount (`incentive_cost`: free shipping's carrier fee, bonus points' value) and the lines' cost of goods
+  (quantity × unit cost), / active users — the experiments engine's margin — shown only when every line has
+  its cost;
 - conversion: buyers (distinct customers with a completed order) / active users; AOV: revenue / orders;
 - cart abandonment: sessions started in the bucket with a "Product Added" event and no order / such sessions;
 - repeat rate: share of the bucket's buyers whose first (not cancelled) order is older than the bucket;
@@ -113,7 +116,8 @@ class Totals:
     repeat_buyers: int = 0
     orders: int = 0
     revenue: Decimal = Decimal("0")
-    margin: Decimal | None = Decimal("0")  # None when some line lacks its cost
+    # Sales after discounts − incentive costs − cost of goods; None when some line lacks its cost.
+    margin: Decimal | None = Decimal("0")
     carts: int = 0
     abandoned_carts: int = 0
 
@@ -341,7 +345,8 @@ def _orders(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict]
     orders = (
         _in_range(Order.objects.for_merchant(merchant).filter(status=OrderStatus.COMPLETED), "placed_at", buckets)
         .annotate(bucket=_bucket_case("placed_at", buckets), bucket_start=_bucket_start_case("placed_at", buckets))
-        .values_list("bucket", "bucket_start", "customer_id", "total")
+        .annotate(net_sales=ExpressionWrapper(F("subtotal") - F("discount") - F("incentive_cost"), output_field=_MONEY))
+        .values_list("bucket", "bucket_start", "customer_id", "total", "net_sales")
         .order_by()
     )
     first_orders = (
@@ -356,7 +361,7 @@ def _orders(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict]
     orders_sql, orders_params = orders.query.sql_with_params()
     first_sql, first_params = first_orders.query.sql_with_params()
     statement = (
-        "SELECT o.bucket, COUNT(*), SUM(o.total), COUNT(DISTINCT o.customer_id), "
+        "SELECT o.bucket, COUNT(*), SUM(o.total), SUM(o.net_sales), COUNT(DISTINCT o.customer_id), "
         "COUNT(DISTINCT CASE WHEN f.first_order_at < o.bucket_start THEN o.customer_id END) "
         f"FROM ({orders_sql}) AS o INNER JOIN ({first_sql}) AS f ON f.customer_id = o.customer_id GROUP BY o.bucket"
     )
@@ -366,15 +371,17 @@ def _orders(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict]
             int(bucket): {
                 "orders": int(count),
                 "revenue": Decimal(str(revenue)).quantize(Decimal("0.01")) if revenue is not None else None,
+                "net_sales": Decimal(str(net_sales)) if net_sales is not None else Decimal("0"),
                 "buyers": int(buyers),
                 "repeat_buyers": int(repeat_buyers),
             }
-            for bucket, count, revenue, buyers, repeat_buyers in cursor.fetchall()
+            for bucket, count, revenue, net_sales, buyers, repeat_buyers in cursor.fetchall()
         }
 
 
-def _margins(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict]:
-    line_margin = ExpressionWrapper(F("quantity") * (F("unit_price") - F("unit_cost")), output_field=_MONEY)
+def _goods_costs(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict]:
+    """The completed orders' cost of goods per bucket, and how many of their lines have no cost."""
+    line_cost = ExpressionWrapper(F("quantity") * F("unit_cost"), output_field=_MONEY)
     rows = (
         _in_range(
             OrderLine.objects.for_merchant(merchant).filter(order__status=OrderStatus.COMPLETED),
@@ -384,7 +391,7 @@ def _margins(*, merchant: Merchant, buckets: Sequence[Bucket]) -> dict[int, dict
         .annotate(bucket=_bucket_case("order__placed_at", buckets))
         .values("bucket")
         .annotate(
-            margin=Sum(line_margin, filter=Q(unit_cost__isnull=False)),
+            cost=Sum(line_cost, filter=Q(unit_cost__isnull=False)),
             uncosted=Count("pk", filter=Q(unit_cost__isnull=True)),
         )
         .order_by()
@@ -419,21 +426,21 @@ def _totals(*, merchant: Merchant, buckets: Sequence[Bucket]) -> tuple[Totals, .
     """One Totals per bucket, in four queries."""
     active = _active_users(merchant=merchant, buckets=buckets)
     orders = _orders(merchant=merchant, buckets=buckets)
-    margins = _margins(merchant=merchant, buckets=buckets)
+    costs = _goods_costs(merchant=merchant, buckets=buckets)
     carts = _carts(merchant=merchant, buckets=buckets)
     totals = []
     for index in range(len(buckets)):
         order_row = orders.get(index, {})
-        margin_row = margins.get(index, {})
+        cost_row = costs.get(index, {})
         cart_row = carts.get(index, {})
         has_orders = bool(order_row.get("orders"))
         # Margin is known when every line has its cost and the orders have lines at all.
         if not has_orders:
             margin = Decimal("0")
-        elif margin_row.get("uncosted", 1) or margin_row.get("margin") is None:
+        elif cost_row.get("uncosted", 1) or cost_row.get("cost") is None:
             margin = None
         else:
-            margin = Decimal(margin_row["margin"]).quantize(Decimal("0.01"))
+            margin = (order_row["net_sales"] - Decimal(cost_row["cost"])).quantize(Decimal("0.01"))
         totals.append(
             Totals(
                 active_users=active.get(index, 0),
@@ -602,7 +609,7 @@ def _cards(
                 "Margin per active user",
                 "money",
                 lambda t: t.margin_per_active_user,
-                hint="Gross margin of completed orders ÷ active users",
+                hint="Sales after discounts and offer costs, less cost of goods, ÷ active users",
             ),
         )
     return tuple(cards)

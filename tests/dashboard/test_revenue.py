@@ -8,7 +8,8 @@ June 2026 (the current 30 days, UTC shop) against 2 May – 31 May (the previous
   D  June 15: an event outside any session (active only)
   E  June 20: session with a cart whose order was cancelled (a cart that was checked out)
 Current: 5 active users, 2 buyers, 2 orders, revenue 160.00 → RPAU 32.00, conversion 40%, AOV 80.00,
-abandonment 1/3, repeat rate 1/2 (A), margin 40 + 15 = 55 → 11.00 per active user.
+abandonment 1/3, repeat rate 1/2 (A), margin (sales after discounts − offer costs − cost of goods, none of
+the orders has a discount or an offer) 40 + 15 = 55 → 11.00 per active user.
 Previous: A (order) and B (session) → 2 active, 1 buyer, revenue 50 → RPAU 25.00, conversion 50%, AOV 50,
 abandonment 1/1, repeat rate 0/1.
 """
@@ -20,7 +21,8 @@ import pytest
 
 from events.models import OrderStatus
 from experiments.models import ExperimentStatus, Surface
-from loyalty.models import InsightKind, RunStatus
+from loyalty.models import IncentiveKind, InsightKind, RunStatus
+from loyalty.services.offers import offer_code_redeem
 from revopt.dashboard.revenue import DEFAULT_PERIOD_DAYS, period_days_from, revenue_page
 from tests.factories.events import CustomerFactory, EventFactory, OrderFactory, OrderLineFactory, SessionFactory
 from tests.factories.experiments import (
@@ -29,6 +31,7 @@ from tests.factories.experiments import (
     experiment_with_variants,
     metric_result,
 )
+from tests.factories.funnel import OfferDecisionFactory
 from tests.factories.loyalty import InsightRunFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +51,13 @@ def _cart_session(merchant, customer, at: datetime):
 
 def _order(merchant, customer, at: datetime, total: str, *, session=None, status=OrderStatus.COMPLETED, lines=()):
     order = OrderFactory(
-        merchant=merchant, customer=customer, session=session, placed_at=at, total=Decimal(total), status=status
+        merchant=merchant,
+        customer=customer,
+        session=session,
+        placed_at=at,
+        subtotal=Decimal(total),
+        total=Decimal(total),
+        status=status,
     )
     for quantity, price, cost in lines:
         OrderLineFactory(order=order, quantity=quantity, unit_price=Decimal(price), unit_cost=cost and Decimal(cost))
@@ -94,6 +103,39 @@ def test_current_period_kpis_are_the_hand_checked_ones(merchant, shop):
     assert totals.repeat_rate == pytest.approx(0.5)
     assert totals.margin == Decimal("55.00")
     assert totals.margin_per_active_user == pytest.approx(11.0)
+
+
+def test_margin_is_the_experiments_engines_after_discounts_and_offer_costs(merchant):
+    # given one June buyer: 100.00 of goods (2 × 50.00 costing 30.00), 10% off and shipped free with a
+    # free-shipping code (the carrier's 6.95 is the merchant's), and another order with 200 bonus points (2.00)
+    customer = CustomerFactory(merchant=merchant)
+    shipped_free = OrderFactory(
+        merchant=merchant,
+        customer=customer,
+        placed_at=_at(6, 10),
+        subtotal=Decimal("100.00"),
+        discount=Decimal("10.00"),
+        tax=Decimal("9.00"),
+        total=Decimal("99.00"),
+    )
+    OrderLineFactory(order=shipped_free, quantity=2, unit_price=Decimal("50.00"), unit_cost=Decimal("30.00"))
+    with_points = _order(merchant, customer, _at(6, 11), "40.00", lines=[(1, "40.00", "25.00")])
+    redemptions = ((shipped_free, IncentiveKind.FREE_SHIPPING, "6.95"), (with_points, IncentiveKind.POINTS, "2.00"))
+    for order, kind, cost in redemptions:
+        offer = OfferDecisionFactory(
+            merchant=merchant, customer=customer, decided_at=order.placed_at, kind=kind, cost=Decimal(cost)
+        )
+        offer_code_redeem(merchant=merchant, code=offer.code, order_id=order.pk, at=order.placed_at)
+
+    # when
+    page = revenue_page(merchant=merchant, period_days=30, now=NOW)
+
+    # then: (100 − 10 − 6.95 − 60) + (40 − 2.00 − 25) = 23.05 + 13.00 for the one active user
+    assert page.totals.margin == Decimal("36.05")
+    assert page.totals.margin_per_active_user == pytest.approx(36.05)
+    by_day = {bucket.first_day.day: totals for bucket, totals in zip(page.buckets, page.by_bucket, strict=True)}
+    assert (by_day[10].margin, by_day[11].margin) == (Decimal("23.05"), Decimal("13.00"))
+    assert page.kpi("margin_per_active_user").current == pytest.approx(36.05)
 
 
 def test_previous_period_and_deltas(merchant, shop):

@@ -245,6 +245,25 @@ def test_offer_economics_says_nothing_about_incremental_margin_with_too_few_rand
     assert economics.incremental_by_kind == (("percent_5", MIN_RANDOMIZED_PER_ARM, None),)
 
 
+def test_offer_economics_charges_free_shipping_and_points_their_cost_as_the_experiments_margin_does(shop):
+    # given 30 randomized "none" (10 convert: 10.00 a decision), 30 randomized free shipping (15 convert and
+    # redeem: 15 × (30 − 6.95) = 345.75 → 11.525) and 30 randomized points (12 convert and redeem, 2.00 each:
+    # 12 × 28 = 336 → 11.20): the carrier's fee and the points are the merchant's, as on the order's
+    # incentive_cost
+    exploration = {"randomized": True, "reason": DecisionReason.EXPLORATION, "propensity": 1 / 3}
+    _decisions(shop, kind=IncentiveKind.NONE, count=30, converted=10, **exploration)
+    _decisions(shop, kind=IncentiveKind.FREE_SHIPPING, count=30, converted=15, redeemed=15, cost="6.95", **exploration)
+    _decisions(shop, kind=IncentiveKind.POINTS, count=30, converted=12, redeemed=12, cost="2.00", **exploration)
+    # when
+    economics = offer_economics(merchant=shop, start=MARCH_10, end=MARCH_11)
+    # then
+    assert economics.cost_given == Decimal("128.25")  # 15 × 6.95 + 12 × 2.00
+    by_kind = {kind: estimate for kind, _, estimate in economics.incremental_by_kind}
+    assert by_kind["free_shipping"].per_decision == pytest.approx(345.75 / 30 - 10)
+    assert by_kind["points"].per_decision == pytest.approx(336 / 30 - 10)
+    assert economics.incremental.per_decision == pytest.approx((345.75 + 336) / 60 - 10)
+
+
 def test_predictor_quality_serves_the_last_success_and_reports_a_later_failure(shop):
     # given
     reliability = [{"predicted": 0.2, "observed": 0.25, "count": 40}, {"predicted": 0.8, "observed": 0.7, "count": 60}]

@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from events.models import OrderStatus
+from events.models import Order, OrderStatus
 from experiments.metrics import METRICS
 from experiments.models import AllocationChange, AllocationSource, Experiment, ExperimentStatus
 from experiments.selectors.metrics import (
@@ -16,8 +16,11 @@ from experiments.selectors.metrics import (
     metrics_sums_by_variant,
 )
 from experiments.stats.summaries import RatioSums, SampleSums
+from loyalty.models import IncentiveKind
+from loyalty.services.offers import offer_code_redeem
 from tests.factories.events import CustomerFactory, EventFactory, OrderFactory, OrderLineFactory
 from tests.factories.experiments import ExposureFactory, experiment_with_variants
+from tests.factories.funnel import OfferDecisionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -202,6 +205,53 @@ def test_margin_counts_merchandise_after_discount_not_tax_or_shipping(merchant):
     # then: margin 100 − 10 − 40; revenue is what the shopper paid
     assert margin["control"].y_sum == pytest.approx(50.0)
     assert revenue["control"].y_sum == pytest.approx(103.25)
+
+
+def test_a_redeemed_free_shipping_offer_lowers_the_units_margin_by_exactly_the_shipping_cost(merchant):
+    # given two units with the same order, 3 lines (100 of goods costing 40), shipped free; only the treated
+    # unit's order used a free-shipping code (the carrier's 6.95 is the merchant's)
+    experiment = experiment_with_variants(merchant=merchant, status=ExperimentStatus.RUNNING, started_at=START)
+    control, treatment = experiment.variants.order_by("index")
+    offer = OfferDecisionFactory(
+        merchant=merchant, decided_at=START + DAY, kind=IncentiveKind.FREE_SHIPPING, value=0.0, cost=Decimal("6.95")
+    )
+    orders = {}
+    for variant in (control, treatment):
+        customer = CustomerFactory(merchant=merchant)
+        ExposureFactory(variant=variant, customer=customer, exposed_at=START + HOUR)
+        orders[variant.key] = _order(
+            merchant, customer, START + DAY + HOUR, "100.00", lines=[(1, "10.00"), (2, "10.00"), (1, "10.00")]
+        )
+    offer_code_redeem(merchant=merchant, code=offer.code, order_id=orders["variant-1"].pk, at=START + DAY + HOUR)
+
+    # when
+    margin = metric_sums_by_variant(
+        experiment=experiment, metric="margin_per_user", as_of=AS_OF, winsorize=False, with_pre_period=False
+    )
+    revenue = metric_sums_by_variant(experiment=experiment, metric="revenue_per_user", as_of=AS_OF, winsorize=False)
+
+    # then: 100 − 40 against 100 − 40 − 6.95 (taken once, not once per line); revenue does not move
+    assert margin["control"].y_sum == pytest.approx(60.0)
+    assert margin["variant-1"].y_sum == pytest.approx(53.05)
+    assert revenue["control"].y_sum == revenue["variant-1"].y_sum == pytest.approx(100.0)
+
+
+def test_incentive_costs_count_only_on_completed_orders_in_the_window(merchant):
+    # given a unit with a completed order carrying 2.00 of bonus points, and a refunded one carrying 6.95
+    experiment = experiment_with_variants(merchant=merchant, status=ExperimentStatus.RUNNING, started_at=START)
+    control = experiment.variants.order_by("index").first()
+    customer = CustomerFactory(merchant=merchant)
+    ExposureFactory(variant=control, customer=customer, exposed_at=START + HOUR)
+    kept = _order(merchant, customer, START + DAY, "50.00", lines=[(1, "20.00")])
+    refunded = _order(merchant, customer, START + 2 * DAY, "70.00", status=OrderStatus.REFUNDED, lines=[(1, "30.00")])
+    Order.objects.filter(pk=kept.pk).update(incentive_cost=Decimal("2.00"))
+    Order.objects.filter(pk=refunded.pk).update(incentive_cost=Decimal("6.95"))
+
+    # when
+    margin = metric_sums_by_variant(experiment=experiment, metric="margin_per_user", as_of=AS_OF, with_pre_period=False)
+
+    # then: 50 − 20 − 2
+    assert margin["control"].y_sum == pytest.approx(28.0)
 
 
 @pytest.mark.parametrize(

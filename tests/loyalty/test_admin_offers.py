@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from loyalty.models import OfferSettings
@@ -101,3 +103,50 @@ def test_decisions_are_listed_read_only_for_the_managers_shop_and_filter_by_rede
     assert change_page.status_code == 403
     open_offer.refresh_from_db()
     assert open_offer.kind == "percent_10"
+
+
+def test_a_manager_sets_and_clears_the_free_shipping_threshold_with_an_audit_row(manager_client, merchant):
+    # given
+    settings = OfferSettingsFactory(merchant=merchant)
+    url = f"{SETTINGS_URL}{settings.pk}/change/"
+
+    # when
+    set_response = manager_client.post(url, _form(free_shipping_threshold="75.00"))
+    settings.refresh_from_db()
+    threshold_set = settings.free_shipping_threshold
+    cleared = manager_client.post(url, _form(free_shipping_threshold=""))
+
+    # then
+    assert (set_response.status_code, cleared.status_code) == (302, 302)
+    assert threshold_set == Decimal("75.00")
+    settings.refresh_from_db()
+    assert settings.free_shipping_threshold is None
+    audited = AuditLogEntry.objects.filter(merchant=merchant, action="offers.settings_changed").order_by("pk")
+    assert [entry.detail["free_shipping_threshold"] for entry in audited] == ["75.00", None]
+
+
+@pytest.mark.parametrize("threshold", ["-0.01", "not-a-number"])
+def test_a_bad_free_shipping_threshold_is_refused_naming_the_field(manager_client, merchant, threshold):
+    # given
+    settings = OfferSettingsFactory(merchant=merchant, free_shipping_threshold=Decimal("50.00"))
+
+    # when
+    response = manager_client.post(f"{SETTINGS_URL}{settings.pk}/change/", _form(free_shipping_threshold=threshold))
+
+    # then
+    assert response.status_code == 200
+    assert set(response.context["adminform"].form.errors) == {"free_shipping_threshold"}
+    settings.refresh_from_db()
+    assert settings.free_shipping_threshold == Decimal("50.00")
+
+
+def test_a_manager_cannot_set_another_shops_free_shipping_threshold(manager_client, other_merchant):
+    # given
+    theirs = OfferSettingsFactory(merchant=other_merchant)
+
+    # when
+    response = manager_client.post(f"{SETTINGS_URL}{theirs.pk}/change/", _form(free_shipping_threshold="1.00"))
+
+    # then
+    assert response.status_code in (302, 404)
+    assert OfferSettings.objects.get(pk=theirs.pk).free_shipping_threshold is None

@@ -16,7 +16,13 @@ from loyalty.selectors.uplift import (
     uplift_training_rows,
 )
 from loyalty.services.insights import InsufficientHistory
-from loyalty.services.uplift import UpliftRunRunning, _loses_to_no_offer, uplift_model_train
+from loyalty.services.uplift import (
+    UNAVAILABLE_KIND_COST,
+    UpliftRunRunning,
+    _cost_by_kind,
+    _loses_to_no_offer,
+    uplift_model_train,
+)
 from revopt.tenancy.models import AuditLogEntry
 from tests.factories.events import CustomerFactory, OrderFactory
 from tests.factories.funnel import OfferDecisionFactory, OfferSettingsFactory
@@ -237,3 +243,22 @@ def test_only_a_model_clearly_below_no_offer_is_held_back(low, high, loses):
 
     # when / then
     assert _loses_to_no_offer(policy_value) is loses
+
+
+def test_held_out_evaluation_never_picks_free_shipping_for_a_cart_that_already_ships_free(merchant):
+    # given a shop shipping free from 100 and carts either side of it
+    OfferSettingsFactory(merchant=merchant, free_shipping_threshold=Decimal("100.00"), shipping_cost=Decimal("6.95"))
+    rows = dataclasses.replace(
+        uplift_training_rows(merchant=merchant, now=NOW),
+        decision_ids=np.arange(4),
+        cart_value=np.array([60.0, 99.99, 100.0, 150.0]),
+    )
+
+    # when
+    costs = _cost_by_kind(merchant=merchant, rows=rows, kinds=["none", "free_shipping", "percent_10"])
+
+    # then: below the threshold free shipping costs the carrier fee; at or above it, it cannot be chosen
+    assert costs[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert costs[:2, 1].tolist() == [6.95, 6.95]
+    assert costs[2:, 1].tolist() == [UNAVAILABLE_KIND_COST, UNAVAILABLE_KIND_COST]
+    assert costs[:, 2].tolist() == [6.0, 10.0, 10.0, 15.0]
