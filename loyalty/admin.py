@@ -51,6 +51,7 @@ from .models import (
 from .services.offers import offer_settings_save
 from .services.points import REASON_MAX, LoyaltyError, loyalty_program_save, points_adjust
 from .services.recovery import recovery_delays_problem, recovery_settings_save
+from .webhook_target import webhook_target_check
 
 # --- programs -------------------------------------------------------------------------------------------
 
@@ -474,6 +475,8 @@ class RecoverySettingsForm(forms.ModelForm):
         url = cleaned.get("webhook_url") or ""
         if url and not url.startswith("https://"):
             self.add_error("webhook_url", "Use an https:// address: the messages carry customers' e-mails.")
+        elif url and (refusal := webhook_target_check(url).refusal) is not None:
+            self.add_error("webhook_url", f"This address cannot receive webhooks: {refusal}.")
         if url and not (cleaned.get("webhook_secret") or "").strip():
             self.add_error("webhook_secret", "A secret is needed to sign the webhook.")
         return cleaned

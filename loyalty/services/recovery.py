@@ -21,8 +21,8 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ from revopt.tenancy.models import Merchant
 from revopt.tenancy.services import audit_log_write
 
 from ..models import OfferChannel, RecoveryMessage, RecoverySettings, RecoveryStatus
+from ..webhook_target import PinnedRequest, WebhookTarget, webhook_opener, webhook_target_check
 from .offers import CartLineInput, OfferRequest, offer_decide
 
 logger = logging.getLogger(__name__)
@@ -528,25 +529,24 @@ def webhook_signature(*, secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a delivery: urllib would turn a redirected POST into a GET without the body
-    (and could be pointed anywhere), so a 3xx counts as a failed attempt."""
-
-    def redirect_request(
-        self, req: urllib.request.Request, fp: object, code: int, msg: str, headers: object, newurl: str
-    ) -> None:
-        return None
+_OPENER = webhook_opener(tls=ssl.create_default_context())
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+def webhook_target(*, url: str) -> WebhookTarget:
+    """The send-time check of a webhook URL (the admin checked it at save time, but DNS answers change).
+    https only, as the admin demands; plain http only to a network the operator allowed (an internal relay)."""
+    return webhook_target_check(url, allow_http_inside_allowed_networks=True)
 
 
-def _post(*, url: str, secret: str, payload: dict, now: datetime) -> str | None:
-    """POST the payload; None on a 2xx, else what went wrong."""
+def _post(*, target: WebhookTarget, secret: str, payload: dict, now: datetime) -> str | None:
+    """POST the payload to the checked target; None on a 2xx, else what went wrong."""
+    if target.refusal is not None:
+        return f"Refused: {target.refusal}"
     timestamp = str(int(now.timestamp()))
     body = json.dumps({**payload, "timestamp": int(timestamp)}, separators=(",", ":"), sort_keys=True).encode()
-    request = urllib.request.Request(
-        url,
+    request = PinnedRequest(
+        target.url,
+        addresses=target.addresses,
         data=body,
         method="POST",
         headers={
@@ -576,7 +576,8 @@ class DispatchResult:
 
 def recovery_dispatch(*, merchant: Merchant, now: datetime | None = None) -> DispatchResult:
     """POST each due message to the merchant's webhook. Each message is sent under its row lock (one at a time,
-    at most 5 s), so two dispatchers never send the same message."""
+    at most 5 s), so two dispatchers never send the same message. A webhook whose address is not public (checked
+    once per run, see loyalty.webhook_target) fails each attempt with the reason, like a dead receiver."""
     now = now or timezone.now()
     settings = recovery_settings_for(merchant=merchant)
     if not settings.enabled or not settings.webhook_url:
@@ -588,6 +589,12 @@ def recovery_dispatch(*, merchant: Merchant, now: datetime | None = None) -> Dis
         .values_list("pk", flat=True)[:DISPATCH_BATCH]
     )
     counts = {"sent": 0, "retrying": 0, "failed": 0, "cancelled": 0}
+    if not due_ids:
+        return DispatchResult(**counts)
+    # Resolved and checked once per run; every POST of the run connects to the addresses checked here.
+    target = webhook_target(url=settings.webhook_url)
+    if target.refusal is not None:
+        logger.warning("recovery webhook of merchant %s refused: %s", merchant.pk, target.refusal)
     failures_in_a_row = 0
     for message_id in due_ids:
         if failures_in_a_row >= CONSECUTIVE_FAILURES_MAX:
@@ -604,7 +611,7 @@ def recovery_dispatch(*, merchant: Merchant, now: datetime | None = None) -> Dis
                 continue
             recovery_message_compose(message=message, now=now, settings=settings)
             payload = recovery_message_payload(message=message, steps=steps)
-            error = _post(url=settings.webhook_url, secret=settings.webhook_secret, payload=payload, now=now)
+            error = _post(target=target, secret=settings.webhook_secret, payload=payload, now=now)
             message.delivery_attempts += 1
             if error is None:
                 message.status = RecoveryStatus.SENT

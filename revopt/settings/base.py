@@ -5,11 +5,13 @@ cache. Production behaviour is switched on by environment variables (read throug
 DATABASE_URL selects PostgreSQL, REDIS_URL selects Redis as Celery broker, result backend and cache.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("REVOPT_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -244,7 +246,15 @@ REVOPT = {
     "DATA_QUALITY_VOLUME_DROP": env.float("REVOPT_DATA_QUALITY_VOLUME_DROP", default=0.5),
     # A training older than the hard time limit was killed; a new one may start (see recommender_version_create).
     "RECOMMENDER_TRAIN_TIME_LIMIT": RECOMMENDER_TRAIN_TIME_LIMIT,
+    # Recovery webhooks reach public addresses only; these internal networks (CIDRs, comma-separated) too.
+    "WEBHOOK_ALLOWED_NETWORKS": env.list("REVOPT_WEBHOOK_ALLOWED_NETWORKS", default=[]),
 }
+# A typo in the allowed networks stops the process at start, not a merchant's save later.
+for _network in REVOPT["WEBHOOK_ALLOWED_NETWORKS"]:
+    try:
+        ipaddress.ip_network(_network.strip(), strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"REVOPT_WEBHOOK_ALLOWED_NETWORKS: {_error}") from _error
 
 LOGGING = {
     "version": 1,

@@ -1,3 +1,6 @@
+import socket
+from unittest import mock
+
 import pytest
 
 from loyalty.models import RecoverySettings, RecoveryStatus
@@ -8,6 +11,14 @@ pytestmark = pytest.mark.django_db
 
 SETTINGS_URL = "/admin/loyalty/recoverysettings/"
 MESSAGES_URL = "/admin/loyalty/recoverymessage/"
+
+
+@pytest.fixture(autouse=True)
+def dns():
+    """No real DNS in tests: every name resolves to a public address unless a test says otherwise."""
+    answer = [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("93.184.216.34", 443))]
+    with mock.patch("loyalty.webhook_target.socket.getaddrinfo", return_value=answer) as getaddrinfo:
+        yield getaddrinfo
 
 
 def _settings_form(**overrides) -> dict:
@@ -110,3 +121,57 @@ def test_messages_are_read_only_filtered_by_status_and_scoped_to_the_merchant(
     assert edit.status_code == 403
     mine.refresh_from_db()
     assert mine.status == RecoveryStatus.SENT
+
+
+@pytest.mark.parametrize(
+    ("url", "answer", "reason"),
+    [
+        ("https://127.0.0.1/r", None, "127.0.0.1 is a loopback address"),
+        ("https://169.254.169.254/latest/meta-data", None, "169.254.169.254 is a link-local address"),
+        ("https://[::ffff:10.0.0.5]/r", None, "::ffff:10.0.0.5 is a private address (IPv4 10.0.0.5)"),
+        ("https://hooks.shop.example/r", ["10.0.0.5"], "hooks.shop.example resolves to 10.0.0.5, a private address"),
+        ("https://hooks.shop.example/r", ["93.184.216.34", "fd00::1"], "resolves to fd00::1, a private address"),
+        ("https://hooks.shpo.example/r", [], "hooks.shpo.example does not resolve"),
+        ("https://user:pw@hooks.shop.example/r", None, "must not carry a user name or password"),
+    ],
+)
+def test_a_webhook_that_cannot_be_called_is_refused_on_the_url_field(
+    client, merchant, merchant_manager, dns, url, answer, reason
+):
+    # given
+    if answer is not None:
+        dns.return_value = [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 443)) for a in answer
+        ]
+    client.force_login(merchant_manager)
+
+    # when
+    response = client.post(f"{SETTINGS_URL}add/", _settings_form(webhook_url=url, webhook_secret="s"))
+
+    # then
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["webhook_url"]
+    assert reason in errors["webhook_url"][0]
+    assert errors["webhook_url"][0].startswith("This address cannot receive webhooks: ")
+    assert not RecoverySettings.objects.filter(merchant=merchant).exists()
+
+
+def test_a_public_webhook_is_saved_and_an_operator_allowed_network_too(client, merchant, merchant_manager, settings):
+    # given
+    client.force_login(merchant_manager)
+    settings.REVOPT = {**settings.REVOPT, "WEBHOOK_ALLOWED_NETWORKS": ["10.20.0.0/16"]}
+
+    # when
+    public = client.post(
+        f"{SETTINGS_URL}add/", _settings_form(webhook_url="https://hooks.shop.example/r", webhook_secret="s")
+    )
+    saved = RecoverySettings.objects.get(merchant=merchant)
+    internal = client.post(
+        f"{SETTINGS_URL}{saved.pk}/change/", _settings_form(webhook_url="https://10.20.1.2/r", webhook_secret="s")
+    )
+
+    # then
+    assert (public.status_code, internal.status_code) == (302, 302)
+    saved.refresh_from_db()
+    assert saved.webhook_url == "https://10.20.1.2/r"

@@ -1,6 +1,10 @@
 import hashlib
 import hmac
 import json
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -29,6 +33,7 @@ from loyalty.services.recovery import (
     recovery_settings_save,
     webhook_signature,
 )
+from loyalty.webhook_target import webhook_opener
 from recommendations.selectors import fallback_popularity_forget
 from revopt.tenancy.models import AuditLogEntry
 from tests.factories.catalog import ProductFactory
@@ -437,7 +442,13 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver():
+def loopback_webhooks_allowed(settings):
+    """The operator lets webhooks reach 127.0.0.0/8, where the tests' receivers listen (plain http inside it)."""
+    settings.REVOPT = {**settings.REVOPT, "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8"]}
+
+
+@pytest.fixture
+def receiver(loopback_webhooks_allowed):
     _Receiver.replies, _Receiver.received = [], []
     server = HTTPServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -515,7 +526,7 @@ def test_a_webhook_that_recovers_sends_the_same_content_once(merchant, product, 
     assert (message.status, message.delivery_attempts, message.last_error) == (RecoveryStatus.SENT, 2, "")
 
 
-def test_an_unreachable_webhook_counts_as_a_failed_attempt(merchant, product, now):
+def test_an_unreachable_webhook_counts_as_a_failed_attempt(merchant, product, now, loopback_webhooks_allowed):
     # given nothing listening
     RecoverySettingsFactory(merchant=merchant, webhook_url="http://127.0.0.1:9/none", webhook_secret="s")
     message = _due_message(merchant, product, now)
@@ -527,7 +538,7 @@ def test_an_unreachable_webhook_counts_as_a_failed_attempt(merchant, product, no
     message.refresh_from_db()
     assert result.retrying == 1
     assert (message.status, message.delivery_attempts) == (RecoveryStatus.PENDING, 1)
-    assert message.last_error
+    assert "Connection refused" in message.last_error
 
 
 # --- attribution --------------------------------------------------------------------------------------------
@@ -588,7 +599,7 @@ def test_pending_and_other_customers_messages_are_not_credited(merchant, now):
     assert pending.status == RecoveryStatus.PENDING
 
 
-def test_a_dead_receiver_stops_the_run_after_three_failures_in_a_row(merchant, product, now):
+def test_a_dead_receiver_stops_the_run_after_three_failures_in_a_row(merchant, product, now, loopback_webhooks_allowed):
     # given five due messages and a webhook nobody answers
     RecoverySettingsFactory(merchant=merchant, webhook_url="http://127.0.0.1:9/none", webhook_secret="s")
     for _ in range(5):
@@ -667,3 +678,189 @@ def test_orders_of_a_shop_without_messages_cost_no_recovery_query_once_cached(me
     # when / then
     with django_assert_num_queries(0):
         assert recovery_cancel_on_purchase(merchant=merchant, order_ids=[second.pk]) == 0
+
+
+# --- webhook targets: never into revopt's own network ---------------------------------------------------------
+
+
+def _due_messages(merchant, product, now, count: int) -> list[RecoveryMessage]:
+    for _ in range(count):
+        _cart(merchant, _shopper(merchant), at=now - timedelta(hours=2), lines=[(product, 1)])
+    abandoned_carts_enqueue(merchant=merchant, now=now - timedelta(hours=1, minutes=20))
+    return list(RecoveryMessage.objects.filter(merchant=merchant, step=1))
+
+
+def _resolving_to(*answers: list[str]):
+    """Mock DNS: the n-th lookup answers answers[n] (the last one from then on)."""
+    calls = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        addresses = answers[min(len(calls), len(answers) - 1)]
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port)) for address in addresses]
+
+    return mock.patch("loyalty.webhook_target.socket.getaddrinfo", side_effect=getaddrinfo), calls
+
+
+def test_a_name_that_rebinds_to_a_private_address_after_the_save_is_refused_at_send_time(
+    client, merchant, merchant_manager, product, now, receiver, settings, caplog
+):
+    # given the admin accepted the name while it resolved to a public address
+    url, server = receiver
+    port = url.split(":")[2].split("/")[0]
+    settings.REVOPT = {**settings.REVOPT, "WEBHOOK_ALLOWED_NETWORKS": []}
+    client.force_login(merchant_manager)
+    dns, _ = _resolving_to(["93.184.216.34"])
+    with dns:
+        response = client.post(
+            "/admin/loyalty/recoverysettings/add/",
+            {
+                "enabled": "on", "abandoned_after_minutes": "30", "delays_minutes": "[60, 1440]",
+                "webhook_url": f"https://hooks.shop.example:{port}/r", "webhook_secret": "s3cret",
+            },
+        )  # fmt: skip
+    assert response.status_code == 302
+    messages = _due_messages(merchant, product, now, 2)
+
+    # when the name now resolves to the loopback, where the receiver listens
+    dns, _ = _resolving_to(["127.0.0.1"])
+    with dns, caplog.at_level("WARNING", logger="loyalty.services.recovery"):
+        result = recovery_dispatch(merchant=merchant, now=now)
+
+    # then nothing was delivered; each attempt failed with the reason, which was logged once
+    assert server.received == []
+    assert (result.sent, result.retrying) == (0, 2)
+    reason = "Refused: hooks.shop.example resolves to 127.0.0.1, a loopback address"
+    for message in messages:
+        message.refresh_from_db()
+        assert (message.status, message.delivery_attempts, message.last_error) == (RecoveryStatus.PENDING, 1, reason)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "resolves to 127.0.0.1, a loopback address" in warnings[0]
+
+
+def test_the_post_goes_to_the_address_checked_not_to_a_new_resolution(merchant, product, now, receiver):
+    # given a name resolving to the receiver when checked, and to another address on any later lookup
+    url, server = receiver
+    RecoverySettingsFactory(
+        merchant=merchant, webhook_url=url.replace("127.0.0.1", "relay.internal"), webhook_secret="s3cret"
+    )
+    messages = _due_messages(merchant, product, now, 2)
+    dns, lookups = _resolving_to(["127.0.0.1"], ["10.9.9.9"])
+
+    # when
+    with dns:
+        result = recovery_dispatch(merchant=merchant, now=now)
+
+    # then one lookup for the run; both messages reached the checked address, addressed to the name
+    assert result.sent == 2
+    assert lookups == ["relay.internal"]
+    assert len(server.received) == 2
+    host = url.split("/")[2].replace("127.0.0.1", "relay.internal")
+    assert [headers["Host"] for headers, _ in server.received] == [host, host]
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == RecoveryStatus.SENT
+
+
+def test_plain_http_to_a_public_address_is_refused_at_send_time(merchant, product, now, receiver):
+    # given an http URL written past the admin (which demands https), to a public address
+    RecoverySettingsFactory(merchant=merchant, webhook_url="http://93.184.216.34/r", webhook_secret="s")
+    message = _due_message(merchant, product, now)
+
+    # when
+    with mock.patch("loyalty.webhook_target.socket.socket") as connect:
+        result = recovery_dispatch(merchant=merchant, now=now)
+
+    # then
+    message.refresh_from_db()
+    assert result.retrying == 1
+    assert message.last_error == "Refused: only https:// addresses can receive webhooks"
+    assert not connect.called
+
+
+# --- TLS to the checked address, verified for the name -----------------------------------------------------
+
+
+def _certificate(directory, name: str) -> tuple[str, str]:
+    key, cert = str(directory / f"{name}.key"), str(directory / f"{name}.pem")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+        ],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, loopback_webhooks_allowed):
+    """An https receiver on 127.0.0.1 whose certificate names hooks.shop.example; the client trusts it (and only
+    it). Yields (url, receiver class, names the clients asked for by SNI, certificate maker)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    _Receiver.replies, _Receiver.received = [], []
+    sni: list[str | None] = []
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.sni_callback = lambda sock, name, context: sni.append(name)
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def serve_as(name: str) -> None:
+        key, cert = _certificate(tmp_path, name)
+        server_tls.load_cert_chain(cert, key)
+        trusted = ssl.create_default_context(cafile=cert)
+        patch = mock.patch.object(recovery, "_OPENER", webhook_opener(tls=trusted))
+        patch.start()
+        cleanups.append(patch.stop)
+
+    cleanups: list = []
+    thread.start()
+    yield f"https://hooks.shop.example:{server.server_port}/r", _Receiver, sni, serve_as
+    for cleanup in cleanups:
+        cleanup()
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_goes_to_the_checked_address_with_the_certificate_verified_for_the_name(
+    merchant, product, now, tls_receiver
+):
+    # given a receiver presenting a certificate for hooks.shop.example
+    url, server, sni, serve_as = tls_receiver
+    serve_as("hooks.shop.example")
+    RecoverySettingsFactory(merchant=merchant, webhook_url=url, webhook_secret="s3cret")
+    message = _due_message(merchant, product, now)
+    dns, _ = _resolving_to(["127.0.0.1"])
+
+    # when
+    with dns:
+        result = recovery_dispatch(merchant=merchant, now=now)
+
+    # then
+    assert result.sent == 1
+    assert sni == ["hooks.shop.example"]
+    headers, body = server.received[0]
+    assert headers["X-Revopt-Signature"] == webhook_signature(secret="s3cret", body=body)
+    message.refresh_from_db()
+    assert message.status == RecoveryStatus.SENT
+
+
+def test_a_certificate_for_another_name_is_not_a_delivery(merchant, product, now, tls_receiver):
+    # given the checked address answers with a certificate for another name
+    url, server, _, serve_as = tls_receiver
+    serve_as("elsewhere.example")
+    RecoverySettingsFactory(merchant=merchant, webhook_url=url, webhook_secret="s3cret")
+    message = _due_message(merchant, product, now)
+    dns, _ = _resolving_to(["127.0.0.1"])
+
+    # when
+    with dns:
+        result = recovery_dispatch(merchant=merchant, now=now)
+
+    # then
+    message.refresh_from_db()
+    assert (result.sent, result.retrying) == (0, 1)
+    assert server.received == []
+    assert "CERTIFICATE_VERIFY_FAILED" in message.last_error

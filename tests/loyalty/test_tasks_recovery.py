@@ -1,3 +1,4 @@
+import socket
 from datetime import timedelta
 from unittest import mock
 
@@ -48,12 +49,18 @@ def test_the_dispatch_beat_posts_only_for_shops_with_a_webhook_and_due_messages(
     response.__enter__.return_value = response
 
     # when
-    with mock.patch("loyalty.services.recovery._OPENER.open", return_value=response) as urlopen:
+    # no real DNS: the webhook's name resolves to a public address
+    public = [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("93.184.216.34", 443))]
+    with (
+        mock.patch("loyalty.webhook_target.socket.getaddrinfo", return_value=public),
+        mock.patch("loyalty.services.recovery._OPENER.open", return_value=response) as urlopen,
+    ):
         shops = recovery_dispatch_all()
 
     # then
     assert shops == 1
     assert urlopen.call_count == 1
     assert urlopen.call_args.args[0].full_url == "https://hooks.example.com/r"
+    assert urlopen.call_args.args[0].addresses == ("93.184.216.34",)
     message.refresh_from_db()
     assert message.status == RecoveryStatus.SENT
