@@ -438,6 +438,7 @@ class RecoverySettingsForm(forms.ModelForm):
     webhook_url = forms.URLField(
         assume_scheme="https",
         required=False,
+        widget=forms.URLInput(attrs={"class": "vURLField", "size": 60}),
         help_text="Due messages are POSTed here (https), signed with the secret; empty: pull them from the API.",
     )
 
@@ -460,6 +461,8 @@ class RecoverySettingsForm(forms.ModelForm):
             "include_offer": "Ask the offer decision for an incentive in the last message.",
             "webhook_secret": "Signs each webhook body: X-Revopt-Signature = sha256=HMAC-SHA256(secret, body).",
         }
+        # A short JSON list, not a page of text.
+        widgets = {"delays_minutes": forms.TextInput(attrs={"size": 30})}
 
     def clean_delays_minutes(self) -> list[int]:
         delays = self.cleaned_data.get("delays_minutes") or []

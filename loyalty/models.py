@@ -366,6 +366,7 @@ class OfferSettings(MerchantOwned):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["merchant"], name="offer_settings_one_per_merchant")]
+        verbose_name_plural = "offer settings"
 
     def __str__(self) -> str:
         return f"Offer settings of {self.merchant}"
@@ -493,6 +494,7 @@ class RecoverySettings(MerchantOwned):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["merchant"], name="recovery_settings_one_per_merchant")]
+        verbose_name_plural = "recovery settings"
 
     def __str__(self) -> str:
         return f"Recovery settings of {self.merchant}"
