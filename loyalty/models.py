@@ -119,6 +119,7 @@ class RetentionSettings(MerchantOwned):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["merchant"], name="retention_settings_one_per_merchant")]
+        verbose_name_plural = "retention settings"
 
     def __str__(self) -> str:
         return f"Retention settings of {self.merchant}"
