@@ -31,6 +31,9 @@ HELD_OUT_SHARE = 0.3
 # The pure model's own floor per kind and part; the service asks for more (MIN_DECISIONS_PER_KIND there).
 MIN_ROWS_PER_KIND = 10
 Z_95 = 1.959963984540054
+# A cost at or above this marks a kind the cart cannot get (free shipping on a cart that ships free anyway): the
+# model never chooses it there and a blanket policy offers nothing to that cart.
+UNAVAILABLE_COST = 1e9
 # Above this many rows scikit-learn's compiled loop beats the array walk (which holds rows × trees indices).
 FOREST_MAX_ROWS = 256
 
@@ -131,8 +134,8 @@ class UpliftMetrics:
     ate: dict
     # Per kind: the Qini coefficient / AUUC of the model's ranking on held-out randomized rows.
     qini: dict
-    # Held-out policy value (inverse propensity weighted margin per decision) of: the model's choice,
-    # each blanket kind, and no offer.
+    # Held-out policy value (margin per decision) of: the model's choice, each blanket kind, and no offer, by
+    # inverse propensity weighting, and under "dr" the same by the doubly robust estimator (`policy_values`).
     policy_value: dict
     train_rows: int
     test_rows: int
@@ -286,22 +289,56 @@ def policy_values(
     cost_by_kind: np.ndarray,
     propensity: np.ndarray,
 ) -> dict:
-    """Margin per decision, by inverse propensity weighting on randomized rows, of the model's choice (the kind
-    with the highest expected margin: p_k·(margin − cost_k), p_none·margin), of each kind given to everyone, and
-    of no offer. Self-normalised (Hajek) estimates with 95% intervals; `model_minus_none` and
-    `model_minus_best_blanket` are paired differences on the same rows."""
+    """Margin per decision on randomized rows of the model's choice (the kind with the highest expected margin:
+    p_k·(margin − cost_k), p_none·margin), of each kind given to everyone who can get it (no offer to the others)
+    and of no offer, with 95% intervals; `model_minus_none` and `model_minus_best_blanket` are paired differences
+    on the same rows.
+
+    Two estimators. At the top level, inverse propensity weighting (self-normalised, Hajek): only the rows whose
+    drawn kind matches the policy count, about one in len(kinds). Under "dr", doubly robust (AIPW): every row
+    counts through the outcome model μ(x, k) = p_k·(margin − cost_k) and the matching rows correct its error,
+    μ(x, π(x)) + 1{drawn = π(x)}/propensity · (realized − μ(x, drawn)). It is unbiased when either the
+    propensities (recorded by the randomization) or the outcome model are right, and its variance is smaller than
+    IPW's by about (1/propensity − 1)·Var(μ(x, π(x))): by as much as the model explains of the realized margin,
+    little for a weak model of a 0/1 order (`outcome_r2` under "dr": the model's R² on the realized margin of the
+    drawn kind). `probabilities` must come from a model that did not see these rows."""
+    drawn = np.asarray(drawn, dtype=object)
+    kinds = tuple(kinds)
     realized = converted * (margin - np.where(drawn == NONE, 0.0, cost))
-    expected = probabilities * (margin[:, None] - cost_by_kind)
-    expected[:, 0] = probabilities[:, 0] * margin
-    choice = np.asarray(kinds, dtype=object)[np.argmax(expected, axis=1)]
+    available = np.asarray(cost_by_kind) < UNAVAILABLE_COST
+    available[:, 0] = True
+    outcome = probabilities * (margin[:, None] - np.where(available, cost_by_kind, 0.0))
+    outcome[:, 0] = probabilities[:, 0] * margin
+    choice_index = np.argmax(np.where(available, outcome, -np.inf), axis=1)
+    policies = {"model": choice_index}
+    for column, kind in enumerate(kinds):
+        policies[kind] = np.where(available[:, column], column, 0)
+    position = {kind: index for index, kind in enumerate(kinds)}
+    drawn_index = np.array([position.get(kind, -1) for kind in drawn], dtype=np.intp)
     weight = 1.0 / np.clip(propensity, 1e-6, None)
-    terms = {"model": _ipw_terms(choice, drawn, weight, realized)}
-    for kind in kinds:
-        terms[kind] = _ipw_terms(np.full(len(drawn), kind, dtype=object), drawn, weight, realized)
-    values = {name: _interval(influence, value) for name, (value, influence) in terms.items()}
+    ipw = {name: _ipw_terms(policy, drawn_index, weight, realized) for name, policy in policies.items()}
+    dr = {name: _dr_terms(policy, drawn_index, weight, realized, outcome) for name, policy in policies.items()}
+    values = _policy_summary(ipw, kinds)
+    choice = np.asarray(kinds, dtype=object)[choice_index]
     values["model"]["offer_share"] = float((choice != NONE).mean()) if len(choice) else 0.0
     values["model"]["choices"] = {kind: int((choice == kind).sum()) for kind in kinds}
-    blanket = [kind for kind in kinds if kind != NONE]
+    values["dr"] = _policy_summary(dr, kinds)
+    values["dr"]["outcome_r2"] = _r_squared(realized, outcome[np.arange(len(drawn)), np.maximum(drawn_index, 0)])
+    return values
+
+
+def _r_squared(observed: np.ndarray, predicted: np.ndarray) -> float | None:
+    spread = float(np.var(observed)) if len(observed) > 1 else 0.0
+    if spread <= 0:
+        return None
+    return 1.0 - float(np.mean((observed - predicted) ** 2)) / spread
+
+
+def _policy_summary(terms: dict[str, tuple[float, np.ndarray]], kinds: tuple[str, ...]) -> dict:
+    """Each policy's value with its interval, and the paired differences model − none and model − the best
+    blanket kind (by this estimator)."""
+    values = {name: _interval(influence, value) for name, (value, influence) in terms.items()}
+    blanket = [kind for kind in kinds if kind != NONE and math.isfinite(terms[kind][0])]
     best = max(blanket, key=lambda kind: terms[kind][0]) if blanket else NONE
     for name, other in (("model_minus_none", NONE), ("model_minus_best_blanket", best)):
         value = terms["model"][0] - terms[other][0]
@@ -310,16 +347,29 @@ def policy_values(
 
 
 def _ipw_terms(
-    choice: np.ndarray, drawn: np.ndarray, weight: np.ndarray, realized: np.ndarray
+    policy: np.ndarray, drawn: np.ndarray, weight: np.ndarray, realized: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """The Hajek estimate of a policy's value and each row's influence on it (for the interval)."""
-    matched = np.where(choice == drawn, weight, 0.0)
+    matched = np.where(policy == drawn, weight, 0.0)
     total = matched.sum()
     if total <= 0:
         return float("nan"), np.zeros(len(drawn))
     value = float((matched * realized).sum() / total)
     influence = matched * (realized - value) / matched.mean()
     return value, influence
+
+
+def _dr_terms(
+    policy: np.ndarray, drawn: np.ndarray, weight: np.ndarray, realized: np.ndarray, outcome: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """The doubly robust (AIPW) estimate of a policy's value and each row's deviation from it: the mean of
+    μ(x, π(x)) + 1{drawn = π(x)}·weight·(realized − μ(x, π(x)))."""
+    if len(drawn) == 0:
+        return float("nan"), np.zeros(0)
+    predicted = outcome[np.arange(len(policy)), policy]
+    terms = predicted + np.where(policy == drawn, weight * (realized - predicted), 0.0)
+    value = float(terms.mean())
+    return value, terms - value
 
 
 def _interval(influence: np.ndarray, value: float) -> dict:

@@ -236,10 +236,36 @@ class FunnelStudyReport:
         return rows
 
     def policy_value_rows(self) -> list[list[str]]:
+        """Per policy: the held-out value by inverse propensity weighting and by the doubly robust estimator
+        (runs stored before the latter have "n/a")."""
         if self.uplift is None or self.uplift.status != "succeeded":
             return []
         values = (self.uplift.metrics or {}).get("policy_value") or {}
-        return [[name, f"{_number(value):.3f}"] for name, value in values.items()]
+        doubly_robust = values.get("dr") or {}
+        return [
+            [name, _estimate(value), _estimate(doubly_robust.get(name))]
+            for name, value in values.items()
+            if name != "dr" and isinstance(value, dict)
+        ]
+
+    def policy_value_against_truth(self) -> str:
+        """The held-out model − no offer per decision beside what the uplift arm truly earned per decision."""
+        values = ((self.uplift.metrics or {}) if self.uplift is not None else {}).get("policy_value") or {}
+        uplift_arm = self.arms.get(UPLIFT_ARM)
+        if not values or uplift_arm is None:
+            return ""
+        decisions = uplift_arm.truth.get("decisions") or 0
+        per_decision = uplift_arm.truth.get("true_incremental_margin", 0.0) / decisions if decisions else math.nan
+        doubly_robust = values.get("dr") or {}
+        r_squared = doubly_robust.get("outcome_r2")
+        return (
+            f"Held-out model − no offer per decision: IPW {_estimate(values.get('model_minus_none'))}, doubly robust "
+            f"{_estimate(doubly_robust.get('model_minus_none'))}"
+            + ("" if r_squared is None else f" (outcome model R² {r_squared:.3f})")
+            + "; the uplift arm's true incremental margin "
+            f"{per_decision:+.3f} per decision ({decisions:,} decisions), "
+            f"{uplift_arm.true_incremental_margin_per_shopper:+.3f} per shopper."
+        )
 
     def arm_rows(self) -> list[list[str]]:
         rows = []
@@ -285,6 +311,17 @@ ARM_HEADER = [
 
 def _share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def _estimate(value: object) -> str:
+    if not isinstance(value, dict) or value.get("value") is None:
+        return "n/a"
+    text = f"{value['value']:+.3f}"
+    if value.get("low") is not None:
+        text += f" [{value['low']:+.3f}, {value['high']:+.3f}]"
+    if value.get("against"):
+        text += f" vs {value['against']}"
+    return text
 
 
 def _number(value: object) -> float:

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from loyalty.evaluation.offers_simulated import (
     offers_simulation_run,
 )
 from loyalty.management.commands import evaluate_funnel
-from loyalty.models import OfferDecision
+from loyalty.models import OfferDecision, UpliftModel
 
 TINY = FunnelStudySize(sessions=240, predictor_days=1, learning_days=1, experiment_days=1, n_products=30)
 
@@ -162,3 +163,26 @@ def test_quick_and_full_sizes_keep_the_three_phases():
     for size in (offers_simulated.QUICK, offers_simulated.FULL):
         assert min(size.predictor_days, size.learning_days, size.experiment_days) >= 1
         assert size.days == size.predictor_days + size.learning_days + size.experiment_days
+
+
+def test_the_uplift_section_sets_both_held_out_estimates_beside_the_arms_truth_per_decision():
+    # given: a run stored with both estimators and one stored before the doubly robust one existed
+    difference = {"value": 0.4, "low": -1.0, "high": 1.8, "against": "none"}
+    doubly_robust = {"value": 1.1, "low": 0.2, "high": 2.0, "against": "none"}
+    report = _report(uplift_share=30, uplift_margin=60.0)
+    report.arms[UPLIFT_ARM].truth["decisions"] = 40
+    report.uplift = UpliftModel(
+        status="succeeded",
+        metrics={"policy_value": {"model_minus_none": difference, "dr": {"model_minus_none": doubly_robust}}},
+    )
+    old = dataclasses.replace(report, uplift=UpliftModel(status="succeeded", metrics={"policy_value": {"none": {}}}))
+
+    # when
+    rows = report.policy_value_rows()
+    text = report.policy_value_against_truth()
+
+    # then: 60 of true incremental margin over 40 decisions and 100 shoppers
+    assert rows == [["model_minus_none", "+0.400 [-1.000, +1.800] vs none", "+1.100 [+0.200, +2.000] vs none"]]
+    assert "IPW +0.400 [-1.000, +1.800]" in text and "doubly robust +1.100 [+0.200, +2.000]" in text
+    assert "+1.500 per decision (40 decisions), +0.600 per shopper" in text
+    assert old.policy_value_rows() == [["none", "n/a", "n/a"]]

@@ -112,6 +112,8 @@ def test_metrics_hold_the_effects_ranking_and_policy_value(trained):
     policy = metrics["policy_value"]
     assert policy["model"]["value"] > policy["none"]["value"]
     assert policy["model"]["value"] > policy["percent_10"]["value"]
+    assert policy["dr"]["model"]["value"] > policy["dr"]["none"]["value"]
+    assert policy["dr"]["model_minus_none"]["low"] < policy["dr"]["model_minus_none"]["high"]
     assert set(pickle.loads(trained.artifact).kinds) == {"none", "percent_10"}
 
 

@@ -119,15 +119,18 @@ def uplift_section(run: StudyRun) -> SectionOutput:
         )
         tables.append(
             (
-                "Held-out policy value (inverse-propensity-weighted margin per decision)",
-                ["policy", "value"],
+                "Held-out policy value, margin per decision (95% CI): inverse propensity weighting (Hajek) and "
+                "doubly robust (AIPW)",
+                ["policy", "IPW", "doubly robust"],
                 report.policy_value_rows(),
             )
         )
+    against_truth = report.policy_value_against_truth()
     return SectionOutput(
         title=f"Uplift model after {report.size.learning_days} days of randomized offers",
         tables=tables,
         checks=_rows(report, UPLIFT_CHECKS),
+        text=(against_truth,) if against_truth else (),
     )
 
 
