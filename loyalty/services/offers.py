@@ -559,9 +559,8 @@ def _amount(amount: Decimal, currency: str) -> str:
 
 
 def _money(amount: float, currency: str) -> str:
-    sign = _CURRENCY_SIGNS.get(currency)
-    prefix = "+" if amount >= 0 else "−"
-    return f"{prefix}{sign}{abs(amount):.2f}" if sign else f"{prefix}{abs(amount):.2f} {currency}"
+    """A signed amount: "+$3.10", "−2.00 SEK"."""
+    return ("+" if amount >= 0 else "−") + _amount(abs(amount), currency)
 
 
 def _explanation(row: OfferDecision, *, currency: str, shipping_note: str = "") -> str:

@@ -167,11 +167,6 @@ def _propensity(rows: UpliftTrainingRows) -> np.ndarray:
     return propensity
 
 
-# The cost of a kind a cart cannot get: large enough that the evaluated policy never picks it, finite so the
-# expected margins stay numbers.
-UNAVAILABLE_KIND_COST = UNAVAILABLE_COST
-
-
 def _cost_by_kind(*, merchant: Merchant, rows: UpliftTrainingRows, kinds: list[str]) -> np.ndarray:
     """What each kind would have cost on each cart under today's offer settings ("none" costs 0). Free shipping
     is unavailable to a cart at or above the shop's free-shipping threshold, as in `offer_decide`."""
@@ -188,7 +183,7 @@ def _cost_by_kind(*, merchant: Merchant, rows: UpliftTrainingRows, kinds: list[s
             if value not in costs:
                 cart_value = Decimal(str(value))
                 if kind == IncentiveKind.FREE_SHIPPING and threshold is not None and cart_value >= threshold:
-                    costs[value] = UNAVAILABLE_KIND_COST
+                    costs[value] = UNAVAILABLE_COST
                 else:
                     costs[value] = float(incentive_cost(kind=kind, cart_value=cart_value, settings=settings))
             column[index] = costs[value]

@@ -17,12 +17,12 @@ from loyalty.selectors.uplift import (
 )
 from loyalty.services.insights import InsufficientHistory
 from loyalty.services.uplift import (
-    UNAVAILABLE_KIND_COST,
     UpliftRunRunning,
     _cost_by_kind,
     _loses_to_no_offer,
     uplift_model_train,
 )
+from loyalty.uplift import UNAVAILABLE_COST
 from revopt.tenancy.models import AuditLogEntry
 from tests.factories.events import CustomerFactory, OrderFactory
 from tests.factories.funnel import OfferDecisionFactory, OfferSettingsFactory
@@ -265,5 +265,5 @@ def test_held_out_evaluation_never_picks_free_shipping_for_a_cart_that_already_s
     # then: below the threshold free shipping costs the carrier fee; at or above it, it cannot be chosen
     assert costs[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0]
     assert costs[:2, 1].tolist() == [6.95, 6.95]
-    assert costs[2:, 1].tolist() == [UNAVAILABLE_KIND_COST, UNAVAILABLE_KIND_COST]
+    assert costs[2:, 1].tolist() == [UNAVAILABLE_COST, UNAVAILABLE_COST]
     assert costs[:, 2].tolist() == [6.0, 10.0, 10.0, 15.0]
